@@ -1,0 +1,104 @@
+"""script-snaplayers: Amanda's Script API. The only module that knows Amanda's conventions:
+stdout carries `PROPERTY` lines (and, during amcheck, nothing else: Amanda reports every other
+line as an error), stderr carries one error line, and the exit status fails the call.
+
+Imports are lazy: Amanda runs `support` before every call, so it must answer at once.
+"""
+
+import sys
+
+SUPPORT = ("CONFIG YES", "HOST YES", "DISK YES", "MESSAGE-LINE YES", "EXECUTE-WHERE YES",
+           "TIMESTAMP YES")
+
+SETUP = ("PRE-DLE-AMCHECK", "PRE-DLE-ESTIMATE", "PRE-DLE-BACKUP")
+TEARDOWN = ("POST-DLE-AMCHECK", "POST-DLE-ESTIMATE", "POST-DLE-BACKUP")
+# Commands a wider `execute-on` may send: a clean no-op each.
+NOOP = ("PRE-HOST-AMCHECK", "POST-HOST-AMCHECK", "PRE-HOST-ESTIMATE", "POST-HOST-ESTIMATE",
+        "PRE-HOST-BACKUP", "POST-HOST-BACKUP", "PRE-RECOVER", "POST-RECOVER",
+        "PRE-LEVEL-RECOVER", "POST-LEVEL-RECOVER", "INTER-LEVEL-RECOVER")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0].lower() == "support":
+        sys.stdout.write("\n".join(SUPPORT) + "\n")
+        return 0
+    from .errors import SnaplayersError
+    try:
+        return _call(argv)
+    except SnaplayersError as err:
+        return fail(err, err.exit_status)
+    except KeyboardInterrupt:
+        return fail("interrupted; the stack was unwound", 130)
+
+
+def fail(message, status: int) -> int:
+    line = " ".join(str(message).split())       # one line, whatever the message held
+    sys.stderr.write(f"snaplayers: {line}\n")
+    if "logging" in sys.modules:                # a log was started: the error belongs in it
+        sys.modules["logging"].getLogger("snaplayers").error("failed: %s", line)
+    return status
+
+
+def _zipapp_main() -> None:
+    sys.exit(main())
+
+
+def _call(argv) -> int:
+    from .device import parse
+    from .errors import BadInput
+    from .props import parse_call, settings_from
+
+    call = parse_call(argv)
+    if call.command in NOOP:
+        return 0
+    if call.command not in SETUP + TEARDOWN:
+        raise BadInput(f"unknown command {call.command!r}")
+    if call.execute_where not in (None, "client"):
+        raise BadInput(f"--execute-where {call.execute_where!r}: snaplayers runs where the "
+                       "volumes are; use execute-where client")
+    if not call.device:
+        raise BadInput("missing --device (the disklist entry's device field)")
+    settings = settings_from(call.properties)
+    spec = parse(call.device, settings.mount_base)
+    settings.check_device(spec)
+    # Input is valid from here on: only now is anything written (the log, the journal).
+    return _run(call, settings, spec)
+
+
+def _run(call, settings, spec) -> int:
+    import logging
+    import signal
+
+    from . import log, tools
+    from .layers import Context, Host
+    from .run import Runner
+    from .stack import Stack, dle_id, required_tools
+
+    runner = Runner(settings.sudo)
+    tools.check(required_tools(spec) + (["sudo"] if runner.use_sudo else []))
+
+    logfile = log.start(settings.log_dir, "script-snaplayers", settings.debug)
+    logger = logging.getLogger("snaplayers")
+    logger.info("%s disk=%s device=%s levels=%s outcome=%s", call.command, call.disk,
+                call.device, call.levels, call.outcome)
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt     # unwinds a half-built stack on SIGTERM/SIGHUP too
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
+    disk = call.disk or call.device
+    ctx = Context(runner, Host(), settings,
+                  dle_id(call.config or "", call.host or "", disk))
+    stack = Stack(ctx, call.config or "", call.host or "", disk)
+    with stack.lock():
+        if call.command in SETUP:
+            mountpoint = stack.setup(spec)
+            logger.info("up: %s (log %s)", mountpoint, logfile)
+            if call.command != "PRE-DLE-AMCHECK":
+                sys.stdout.write(f"PROPERTY directory {mountpoint}\n")
+        else:
+            done = stack.teardown()
+            logger.info("torn down" if done else "nothing recorded to tear down")
+    return 0

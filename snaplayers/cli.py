@@ -1,0 +1,185 @@
+"""snaplayers: operator commands (plan, status, cleanup, sudoers, install)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+import time
+from typing import List, Optional
+
+from . import __version__
+from .errors import BadInput, SnaplayersError
+
+APPLICATION_DIRS = ("/usr/lib/amanda/application",        # Debian, Ubuntu
+                    "/usr/libexec/amanda/application")    # Zmanda RPMs, Fedora, RHEL
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):   # one line, like every other rejection
+        raise BadInput(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="snaplayers", description=__doc__)
+    p.add_argument("--version", action="version", version=f"snaplayers {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    plan = sub.add_parser("plan", help="print every command a set-up and tear-down would run")
+    plan.add_argument("--device", required=True)
+    plan.add_argument("--mount-base")
+    plan.add_argument("--snap-suffix", default=None)
+    plan.add_argument("--size", default=None)
+    plan.add_argument("--fstype", default="ext4", help="filesystem to assume on the top device")
+
+    for name, text in (("status", "list recorded stacks and which of their parts still exist"),
+                       ("cleanup", "tear down leftover stacks")):
+        s = sub.add_parser(name, help=text)
+        s.add_argument("--state-dir", default=None)
+        s.add_argument("--sudo", default="auto", choices=("auto", "yes", "no"))
+        if name == "cleanup":
+            s.add_argument("--disk", help="only this DLE's stack")
+
+    su = sub.add_parser("sudoers", help="print a least-privilege sudoers drop-in")
+    su.add_argument("--user", required=True)
+    su.add_argument("--mount-base", required=True)
+    su.add_argument("--snap-suffix", default=None)
+    su.add_argument("--syntax", default="auto", choices=("auto", "regex", "wildcard"))
+
+    ins = sub.add_parser("install", help="put an executable script-snaplayers into Amanda's "
+                                         "application directory")
+    ins.add_argument("--application-dir")
+    ins.add_argument("--name", default="script-snaplayers")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except SnaplayersError as err:
+        sys.stderr.write(f"snaplayers: {' '.join(str(err).split())}\n")
+        return err.exit_status
+
+
+def cmd_plan(args) -> int:
+    from .device import parse
+    from .layers import Context
+    from .props import DEFAULT_SUFFIX, Settings
+    from .simulate import SimulatedSystem
+    from .stack import Stack, dle_id
+
+    spec = parse(args.device, args.mount_base)
+    with tempfile.TemporaryDirectory(prefix="snaplayers-plan.") as tmp:
+        extra = {k: v for k, v in (("snap_suffix", args.snap_suffix), ("size", args.size)) if v}
+        settings = Settings(mount_base=spec.mount_base, state_dir=tmp, log_dir=tmp, **extra)
+        settings.check_device(spec)
+        system = SimulatedSystem(fstype=args.fstype, suffix=settings.snap_suffix or DEFAULT_SUFFIX)
+        system.add_dir(spec.mount_base)
+        runner = system.runner()
+        ctx = Context(runner, system, settings, dle_id("", "", args.device))
+        stack = Stack(ctx, disk=args.device)
+        stack.setup(spec)
+        n_setup = len(runner.executed)
+        stack.teardown()
+    print("# set-up (as root; through sudo -n for the Amanda user)")
+    for argv in runner.executed[:n_setup]:
+        print(shlex.join(argv))
+    print("# tear-down")
+    for argv in runner.executed[n_setup:]:
+        print(shlex.join(argv))
+    return 0
+
+
+def _journals(args):
+    from .journal import all_journals
+    from .props import DEFAULT_STATE_DIR
+    return all_journals(args.state_dir or DEFAULT_STATE_DIR)
+
+
+def _stack_for(data, sudo: str):
+    from .layers import Context, Host
+    from .props import Settings
+    from .run import Runner
+    from .stack import Stack
+    settings = Settings(**{**data["settings"], "sudo": sudo})
+    ctx = Context(Runner(sudo), Host(), settings, data["dle_id"])
+    return Stack(ctx, data["config"], data["host"], data["disk"])
+
+
+def cmd_status(args) -> int:
+    found = _journals(args)
+    if not found:
+        print("no stacks recorded")
+        return 0
+    for dle, data in found:
+        if data is None:
+            print(f"{dle}: unreadable journal")
+            continue
+        status = _stack_for(data, args.sudo).status()
+        age = time.time() - data["started"]
+        print(f"{data['config'] or '-'} {data['host'] or '-'} {data['disk']}: {data['state']}, "
+              f"set up {age:.0f} s ago by pid {data['pid']}, device {data['device']}")
+        for token, what, alive in status["live"]:
+            print(f"  {token:<24} {what or '-':<48} {'present' if alive else 'gone'}")
+    return 0
+
+
+def cmd_cleanup(args) -> int:
+    failed = cleaned = 0
+    for dle, data in _journals(args):
+        if data is None or (args.disk and data["disk"] != args.disk):
+            continue
+        stack = _stack_for(data, args.sudo)
+        try:
+            with stack.lock():
+                stack.teardown()
+            cleaned += 1
+            print(f"torn down: {data['disk']} ({data['device']})")
+        except SnaplayersError as err:
+            failed += 1
+            print(f"FAILED: {data['disk']}: {' '.join(str(err).split())}")
+    print(f"cleanup: {cleaned} torn down, {failed} failed")
+    return 1 if failed else 0
+
+
+def cmd_sudoers(args) -> int:
+    from .props import DEFAULT_SUFFIX
+    from .sudoers import generate
+    sys.stdout.write(generate(args.user, args.mount_base, args.snap_suffix or DEFAULT_SUFFIX,
+                              args.syntax))
+    return 0
+
+
+def cmd_install(args) -> int:
+    """A one-file zipapp of this package: the plugin needs nothing but Python's stdlib."""
+    target_dir = args.application_dir or next((d for d in APPLICATION_DIRS if os.path.isdir(d)), None)
+    if target_dir is None:
+        raise SnaplayersError("no Amanda application directory found (looked in "
+                              f"{', '.join(APPLICATION_DIRS)}); give --application-dir")
+    if not os.path.isdir(target_dir):
+        raise SnaplayersError(f"{target_dir} is not a directory")
+    target = os.path.join(target_dir, args.name)
+    build_zipapp(target)
+    print(f"installed {target} (mode 0755)")
+    return 0
+
+
+def build_zipapp(target: str, interpreter: str = "/usr/bin/python3") -> None:
+    import shutil
+    import zipapp
+    package = os.path.dirname(os.path.abspath(__file__))
+    with tempfile.TemporaryDirectory(prefix="snaplayers-zipapp.") as tmp:
+        shutil.copytree(package, os.path.join(tmp, "snaplayers"),
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        partial = target + ".partial"
+        zipapp.create_archive(tmp, partial, interpreter=interpreter,
+                              main="snaplayers.amanda:_zipapp_main", compressed=False)
+        os.chmod(partial, 0o755)
+        os.replace(partial, target)
+
+
+COMMANDS = {"plan": cmd_plan, "status": cmd_status, "cleanup": cmd_cleanup,
+            "sudoers": cmd_sudoers, "install": cmd_install}

@@ -1,0 +1,184 @@
+"""The device field: `<mount_base>/(lvm=<vg>+<lv>|raid1|part=<n>)[,...][/]`.
+
+Parser and formatter live together so that format(parse(s)) == s for every valid s.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+from .errors import BadInput, show
+
+# LVM's own name rules (lvm2 lib/misc/lvm-string.c), minus '+', which is our vg/lv separator.
+_NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
+_LV_RESERVED = ("_cdata", "_cmeta", "_corig", "_mlog", "_mimage", "_pmspare", "_rimage",
+                "_rmeta", "_tdata", "_tmeta", "_vorigin", "_vdata")
+_LV_RESERVED_PREFIX = ("snapshot", "pvmove")
+_PATH = re.compile(r"/[A-Za-z0-9_.+/-]*\Z")
+MAX_NAME = 127          # lvm2 NAME_LEN - 1
+MAX_DM_NAME = 127       # DM_NAME_LEN - 1
+MAX_COMPONENT = 255     # NAME_MAX: the encoded directory must be creatable
+MAX_PARTITION = 128     # GPT's usual table size, and the kernel's DISK_MAX_PARTS is 256
+
+
+@dataclass(frozen=True)
+class Lvm:
+    """Source layer: a snapshot of logical volume <vg>/<lv>."""
+
+    vg: str
+    lv: str
+    kind = "lvm"
+
+    def token(self) -> str:
+        return f"lvm={self.vg}+{self.lv}"
+
+
+@dataclass(frozen=True)
+class Raid1:
+    """The device below is one leg of an md RAID1: assemble it degraded."""
+
+    kind = "raid1"
+
+    def token(self) -> str:
+        return "raid1"
+
+
+@dataclass(frozen=True)
+class Part:
+    """Partition <n> of the device below."""
+
+    number: int
+    kind = "part"
+
+    def token(self) -> str:
+        return f"part={self.number}"
+
+
+Layer = object  # Lvm | Raid1 | Part; kept loose for Python 3.9
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    mount_base: str
+    layers: Tuple[object, ...]
+    trailing_slash: bool = False
+
+    @property
+    def component(self) -> str:
+        return ",".join(layer.token() for layer in self.layers)
+
+    @property
+    def mountpoint(self) -> str:
+        return f"{self.mount_base}/{self.component}"
+
+    @property
+    def source(self) -> Lvm:
+        return self.layers[0]
+
+    def format(self) -> str:
+        return self.mountpoint + ("/" if self.trailing_slash else "")
+
+
+def check_path(what: str, value: str) -> str:
+    """An absolute, normalised path of plain characters: no '..', no doubled or trailing '/'."""
+    if not _PATH.match(value) or value == "/":
+        raise BadInput(f"{what} {show(value)} must be an absolute path of [A-Za-z0-9_.+/-]")
+    if posixpath.normpath(value) != value or "//" in value:
+        raise BadInput(f"{what} {show(value)} is not a normalised path")
+    if any(part in (".", "..") for part in value.split("/")):
+        raise BadInput(f"{what} {show(value)} contains '.' or '..'")
+    return value
+
+
+def check_lvm_name(what: str, name: str, token: str) -> None:
+    if not name:
+        raise BadInput(f"token {show(token)}: empty {what} name")
+    if len(name) > MAX_NAME:
+        raise BadInput(f"token {show(token)}: {what} name longer than {MAX_NAME} characters")
+    if name in (".", "..") or not _NAME.match(name):
+        raise BadInput(f"token {show(token)}: {what} name {show(name)} breaks LVM's name rules")
+
+
+def check_lv_name(name: str, token: str) -> None:
+    check_lvm_name("LV", name, token)
+    if name.startswith(_LV_RESERVED_PREFIX) or any(r in name for r in _LV_RESERVED):
+        raise BadInput(f"token {show(token)}: LV name {show(name)} is reserved by LVM")
+
+
+def dm_name(vg: str, lv: str) -> str:
+    """The device-mapper name LVM gives vg/lv (dashes doubled)."""
+    return f"{vg.replace('-', '--')}-{lv.replace('-', '--')}"
+
+
+def _parse_token(token: str) -> object:
+    if token == "":
+        raise BadInput("empty layer token (doubled or trailing ',')")
+    if token == "raid1":
+        return Raid1()
+    key, eq, value = token.partition("=")
+    if not eq:
+        raise BadInput(f"unknown layer {show(token)}: expected lvm=<vg>+<lv>, raid1 or part=<n>")
+    if key == "lvm":
+        vg, plus, lv = value.partition("+")
+        if not plus:
+            raise BadInput(f"token {show(token)}: expected lvm=<vg>+<lv>")
+        if "+" in lv:
+            raise BadInput(f"token {show(token)}: a '+' in a VG or LV name cannot be encoded")
+        check_lvm_name("VG", vg, token)
+        check_lv_name(lv, token)
+        return Lvm(vg, lv)
+    if key == "part":
+        if not re.fullmatch(r"[1-9][0-9]{0,2}", value) or int(value) > MAX_PARTITION:
+            raise BadInput(f"token {show(token)}: partition number must be 1..{MAX_PARTITION}")
+        return Part(int(value))
+    raise BadInput(f"unknown layer {show(token)}: expected lvm=<vg>+<lv>, raid1 or part=<n>")
+
+
+def _check_order(layers) -> None:
+    """The first layer is the one source; no kind follows itself; one md per stack."""
+    if not isinstance(layers[0], Lvm):
+        raise BadInput(f"layer {show(layers[0].token())} cannot come first: the first layer "
+                       "must be a source (lvm=<vg>+<lv>)")
+    for below, layer in zip(layers, layers[1:]):
+        if isinstance(layer, Lvm):
+            raise BadInput(f"layer {show(layer.token())}: only one source layer, and it comes first")
+        if layer.kind == below.kind:
+            raise BadInput(f"layer {show(layer.token())} directly on {show(below.token())}: "
+                           "duplicate layer")
+    if sum(isinstance(layer, Raid1) for layer in layers) > 1:
+        raise BadInput("duplicate layer 'raid1': one md array per stack")
+
+
+def parse(device: str, mount_base: Optional[str] = None) -> DeviceSpec:
+    """Parse and validate a device field. mount_base defaults to the field's parent directory."""
+    if not isinstance(device, str) or device == "":
+        raise BadInput("empty device field")
+    if len(device) > 4096 or not device.isascii() or not device.isprintable():
+        raise BadInput(f"device {show(device)} has non-printable, non-ASCII or too many characters")
+    trailing = device.endswith("/") and len(device) > 1
+    body = device[:-1] if trailing else device
+    base = posixpath.dirname(body) if mount_base is None else mount_base
+    check_path("mount base", base)
+    if body == base:
+        raise BadInput(f"device {show(device)} names no layers after the mount base")
+    if not body.startswith(base + "/"):
+        raise BadInput(f"device {show(device)} does not start with mount base {show(base)}/")
+    component = body[len(base) + 1:]
+    if "/" in component:
+        raise BadInput(f"device {show(device)}: {show(component)} must be a single directory "
+                       f"directly under {show(base)}")
+    if component in ("", ".", ".."):
+        raise BadInput(f"device {show(device)} names no layers")
+    layers = tuple(_parse_token(token) for token in component.split(","))
+    _check_order(layers)
+    if len(component) > MAX_COMPONENT:
+        raise BadInput(f"device {show(device)}: the layer list is longer than {MAX_COMPONENT} "
+                       "characters, too long for a directory name")
+    return DeviceSpec(base, layers, trailing)
+
+
+def format(spec: DeviceSpec) -> str:  # noqa: A001 - the field's own word
+    return spec.format()

@@ -1,0 +1,118 @@
+"""The per-DLE journal (fixed keys, written atomically) and the locks beside it."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import time
+from typing import Optional
+
+from .errors import Busy, SnaplayersError
+
+KEYS = ("version", "config", "host", "disk", "device", "dle_id", "pid", "started", "updated",
+        "state", "settings", "layers")
+VERSION = 1
+
+
+def ensure_dir(path: str) -> None:
+    os.makedirs(path, mode=0o700, exist_ok=True)
+
+
+class Journal:
+    def __init__(self, state_dir: str, dle_id: str):
+        self.state_dir = state_dir
+        self.path = os.path.join(state_dir, f"{dle_id}.json")
+
+    def load(self) -> Optional[dict]:
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as err:
+            raise SnaplayersError(f"journal {self.path} is unreadable ({err}); check the stack "
+                                  "with 'snaplayers status' and remove the file") from None
+        if not isinstance(data, dict) or data.get("version") != VERSION or set(data) - set(KEYS):
+            raise SnaplayersError(f"journal {self.path} is not a snaplayers v{VERSION} journal")
+        return data
+
+    def write(self, data: dict) -> None:
+        """Temp file in the same directory, fsync, rename, fsync the directory: all or nothing."""
+        unknown = set(data) - set(KEYS)
+        if unknown:
+            raise ValueError(f"journal keys {sorted(unknown)} not in {KEYS}")
+        data["updated"] = time.time()
+        ensure_dir(self.state_dir)
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        dfd = os.open(self.state_dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def all_journals(state_dir: str):
+    """(path, data) for every journal in state_dir; unreadable ones as (path, None)."""
+    try:
+        names = sorted(os.listdir(state_dir))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        if name.endswith(".json"):
+            try:
+                out.append((name[:-5], Journal(state_dir, name[:-5]).load()))
+            except SnaplayersError:
+                out.append((name[:-5], None))
+    return out
+
+
+@contextlib.contextmanager
+def _flock(path: str, blocking: bool, timeout: float, busy_message: str):
+    ensure_dir(os.path.dirname(path))
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as err:
+                if err.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if not blocking or time.monotonic() > deadline:
+                    raise Busy(busy_message) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)   # closing drops the lock; a killed process drops it too
+
+
+def dle_lock(state_dir: str, dle_id: str, disk: str):
+    """Held for a whole PRE or POST call: a second call for the same DLE fails at once."""
+    return _flock(os.path.join(state_dir, f"{dle_id}.lock"), False, 0,
+                  f"DLE {disk} is being set up or torn down by another running snaplayers")
+
+
+def allocation_lock(state_dir: str):
+    """Held briefly around kernel-wide allocations (md minors)."""
+    return _flock(os.path.join(state_dir, "allocation.lock"), True, 120,
+                  "timed out after 120 s waiting for the allocation lock")

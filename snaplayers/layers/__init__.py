@@ -1,0 +1,169 @@
+"""Layers: one class per layer, a template lifecycle, a parent link (as blivet's StorageDevice).
+
+Each layer keeps everything it creates in `rec`, a plain dict the stack writes to the journal
+*before* creating anything (names are chosen up front), so tear-down never re-derives a name.
+Subclasses write `_pre_setup`/`_setup`/`_post_setup`, `_exists` and `_teardown` only.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from ..errors import LayerError
+from ..props import Settings
+from ..run import Runner
+
+
+class Host:
+    """Live, unprivileged reads of this machine: never cached, read each time."""
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def realpath(self, path: str) -> str:
+        return os.path.realpath(path)
+
+    def read(self, path: str) -> str:
+        with open(path) as f:
+            return f.read()
+
+    def rdev(self, path: str) -> str:
+        st = os.stat(path)
+        return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+
+    def isdir(self, path: str) -> bool:
+        return os.path.isdir(path) and not os.path.islink(path)
+
+    def listdir(self, path: str) -> List[str]:
+        return os.listdir(path)
+
+    def mkdir(self, path: str) -> None:
+        os.mkdir(path, 0o755)
+
+    def rmdir(self, path: str) -> None:
+        os.rmdir(path)
+
+    def mounts(self) -> List[Dict[str, str]]:
+        """/proc/self/mountinfo as dicts: majmin, mountpoint, options, fstype, source."""
+        rows = []
+        for line in self.read("/proc/self/mountinfo").splitlines():
+            left, _, right = line.partition(" - ")
+            f, r = left.split(), right.split()
+            rows.append({"majmin": f[2], "mountpoint": _unescape(f[4]), "options": f[5],
+                         "fstype": r[0] if r else "", "source": r[1] if len(r) > 1 else ""})
+        return rows
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def wait_for(self, path: str, seconds: float = 10.0) -> bool:
+        """Device nodes appear shortly after the kernel creates them (devtmpfs or udev)."""
+        deadline = time.monotonic() + seconds
+        while not self.exists(path):
+            if time.monotonic() > deadline:
+                return False
+            self.sleep(0.05)
+        return True
+
+
+def _unescape(field: str) -> str:
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+@dataclass
+class Context:
+    runner: Runner
+    host: Host
+    settings: Settings
+    dle_id: str                     # short hash of config/host/disk: names every kernel object
+
+    def alloc_lock(self):
+        from ..journal import allocation_lock
+        return allocation_lock(self.settings.state_dir)
+
+
+class Layer:
+    kind = ""
+    tools: Tuple[str, ...] = ()
+    privileged: Tuple[Tuple[str, ...], ...] = ()
+
+    def __init__(self, ctx: Context, rec: dict, parent: Optional["Layer"] = None):
+        self.ctx = ctx
+        self.rec = rec
+        self.parent = parent
+
+    # -- names, chosen before anything exists ---------------------------------------------
+    @classmethod
+    def plan(cls, ctx: Context, token, parent: Optional["Layer"], spec) -> "Layer":
+        raise NotImplementedError
+
+    @property
+    def device(self) -> str:
+        """The block device this layer offers to the layer above it."""
+        return self.rec["device"]
+
+    def run(self, *argv: str, accept=(0,)):
+        return self.ctx.runner.run(list(argv), accept=accept)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def setup(self, checkpoint=lambda: None) -> None:
+        """checkpoint() journals what _pre_setup learnt before anything is created."""
+        self._pre_setup()
+        self.rec["state"] = "creating"      # from here on, something of ours may exist
+        checkpoint()
+        self._setup()
+        self._post_setup()
+        self.rec["state"] = "up"
+
+    def teardown(self) -> None:
+        """Remove what this layer created, if it still exists; checks identity first. A layer
+        that never got past its checks created nothing: what is there belongs to someone else."""
+        if self.rec.get("state") != "planned" and self._exists():
+            self._teardown()
+        self.rec["state"] = "gone"
+
+    def exists(self) -> bool:
+        return self._exists()
+
+    def _pre_setup(self) -> None:
+        pass
+
+    def _setup(self) -> None:
+        raise NotImplementedError
+
+    def _post_setup(self) -> None:
+        pass
+
+    def _exists(self) -> bool:
+        raise NotImplementedError
+
+    def _teardown(self) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.rec.get("device", self.kind)
+
+    def fail(self, message: str) -> LayerError:
+        return LayerError(f"{self.rec.get('token', self.kind)}: {message}")
+
+
+def registry():
+    """kind -> Layer class; a new layer is one new module plus one line here."""
+    from .lvm import LvSnapshot
+    from .mount import ReadOnlyMount
+    from .part import Partition
+    from .raid1 import DegradedRaid1
+    return {cls.kind: cls for cls in (LvSnapshot, DegradedRaid1, Partition, ReadOnlyMount)}
+
+
+def parse_export(text: str) -> Dict[str, str]:
+    """KEY=value lines, as `blkid -o export` and `mdadm --export` print them."""
+    out = {}
+    for line in text.splitlines():
+        key, eq, value = line.strip().partition("=")
+        if eq:
+            out[key] = value
+    return out

@@ -1,0 +1,93 @@
+"""The implicit last layer: mount the filesystem read-only at the encoded mount point.
+
+The guest's filesystem was live in another kernel, so the snapshot holds it as after a power
+loss: a dirty journal. Mounting `ro` lets the kernel replay that journal into the writable
+snapshot (never the origin); `noload`/`norecovery` would show a state that never existed on
+disk, or lose files, so they are an explicit opt-in (property recovery NO).
+"""
+
+from __future__ import annotations
+
+from . import Layer, parse_export
+
+# fstype -> (options with journal replay, options without)
+OPTIONS = {
+    "ext2": ("ro", "ro"),
+    "ext3": ("ro", "ro,noload"),
+    "ext4": ("ro", "ro,noload"),
+    # nouuid: the origin's filesystem may be mounted in this same kernel with the same UUID
+    "xfs": ("ro,nouuid", "ro,nouuid,norecovery"),
+    "btrfs": ("ro", "ro,rescue=nologreplay"),
+}
+
+
+class ReadOnlyMount(Layer):
+    kind = "mount"
+    tools = ("blkid", "mount", "umount")
+    privileged = (
+        ("blkid", "--probe", "--output", "export", "{DEV}"),
+        ("mount", "-t", "{FSTYPE}", "-o", "{MOUNTOPTS}", "({MEMBER}|{MD})",
+         "{MOUNTPOINT}"),
+        ("umount", "{MOUNTPOINT}"),
+    )
+
+    @classmethod
+    def plan(cls, ctx, token, parent, spec):
+        return cls(ctx, {"kind": cls.kind, "token": "mount", "state": "planned",
+                         "mountpoint": spec.mountpoint, "mount_base": spec.mount_base,
+                         "source": parent.device}, parent)
+
+    @property
+    def device(self):
+        return self.rec["mountpoint"]
+
+    def mounted(self):
+        return [m for m in self.ctx.host.mounts() if m["mountpoint"] == self.rec["mountpoint"]]
+
+    def _pre_setup(self):
+        host, base, mp = self.ctx.host, self.rec["mount_base"], self.rec["mountpoint"]
+        if self.rec["source"] is None and self.parent is not None:
+            self.rec["source"] = self.parent.device
+        if not host.isdir(base) or host.realpath(base) != base:
+            raise self.fail(f"mount base {base} is not a directory (or is reached through a "
+                            "symlink); create it: install -d -o <amanda user> -m 0750 " + base)
+        if self.mounted():
+            raise self.fail(f"{mp} is already a mount point")
+        if host.exists(mp) and (not host.isdir(mp) or host.realpath(mp) != mp or host.listdir(mp)):
+            raise self.fail(f"{mp} exists and is not an empty directory")
+        res = self.run("blkid", "--probe", "--output", "export", self.rec["source"], accept=(0, 2))
+        fstype = parse_export(res.stdout).get("TYPE", "")
+        if fstype not in OPTIONS:
+            raise self.fail(f"{self.rec['source']} holds {fstype or 'no filesystem'}; "
+                            f"supported: {', '.join(sorted(OPTIONS))}")
+        replay, no_replay = OPTIONS[fstype]
+        self.rec.update(fstype=fstype, options=replay if self.ctx.settings.recovery else no_replay,
+                        source_rdev=host.rdev(self.rec["source"]))
+
+    def _setup(self):
+        if not self.ctx.host.exists(self.rec["mountpoint"]):
+            self.ctx.host.mkdir(self.rec["mountpoint"])
+        self.run("mount", "-t", self.rec["fstype"], "-o", self.rec["options"], self.rec["source"],
+                 self.rec["mountpoint"])
+
+    def _post_setup(self):
+        rows = self.mounted()
+        if not rows or rows[-1]["majmin"] != self.rec["source_rdev"]:
+            raise self.fail(f"{self.rec['mountpoint']} is not mounted from {self.rec['source']}")
+        if "ro" not in rows[-1]["options"].split(","):
+            raise self.fail(f"{self.rec['mountpoint']} is mounted read-write")
+
+    def _exists(self):
+        mp = self.rec["mountpoint"]
+        return bool(self.mounted()) or self.ctx.host.exists(mp)
+
+    def _teardown(self):
+        rows, mp = self.mounted(), self.rec["mountpoint"]
+        if rows:
+            if rows[-1]["majmin"] != self.rec.get("source_rdev"):
+                raise self.fail(f"{mp} is mounted from {rows[-1]['source']}, not from "
+                                f"{self.rec['source']} as set up; not unmounting it")
+            self.run("umount", mp)
+        # the directory is named by this stack under mount_base: ours to remove once empty
+        if self.ctx.host.exists(mp) and not self.ctx.host.listdir(mp):
+            self.ctx.host.rmdir(mp)

@@ -1,0 +1,80 @@
+"""`raid1`: one leg of an md RAID1, assembled degraded under a fresh array UUID."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from . import Layer, parse_export
+
+MD_PREFIX = "snaplayers-"
+
+
+def fresh_uuid() -> str:
+    h = uuid.uuid4().hex
+    return ":".join(h[i:i + 8] for i in range(0, 32, 8))
+
+
+class DegradedRaid1(Layer):
+    kind = "raid1"
+    tools = ("mdadm",)
+    privileged = (
+        ("mdadm", "--examine", "--export", "{DEV}"),
+        ("mdadm", "--assemble", "{MD}", "--run", "--update=uuid", "--uuid={UUID}", "{MEMBER}"),
+        ("mdadm", "--detail", "--export", "{MD}"),
+        ("mdadm", "--stop", "{MD}"),
+    )
+    new_uuid = staticmethod(fresh_uuid)
+
+    @classmethod
+    def plan(cls, ctx, token, parent, spec):
+        name = MD_PREFIX + ctx.dle_id
+        return cls(ctx, {
+            "kind": cls.kind, "token": token.token(), "state": "planned",
+            "name": name, "device": f"/dev/md/{name}", "member": parent.device,
+            # written into the snapshot's superblock only: the origin array keeps its own, so
+            # the copy can never be mistaken for (or collide with) a live array in this kernel
+            "uuid": cls.new_uuid(),
+        }, parent)
+
+    def _pre_setup(self):
+        member = self.rec["member"]
+        res = self.run("mdadm", "--examine", "--export", member, accept=(0, 1, 2))
+        found = parse_export(res.stdout)
+        if res.returncode != 0 or not found.get("MD_LEVEL"):
+            raise self.fail(f"{member} carries no md superblock")
+        if found["MD_LEVEL"] != "raid1":
+            raise self.fail(f"{member} is a member of a {found['MD_LEVEL']} array, not raid1")
+        self.rec["origin_uuid"] = found.get("MD_UUID", "")
+        if self.ctx.host.exists(self.rec["device"]):
+            raise self.fail(f"{self.rec['device']} already exists and is not recorded by "
+                            "snaplayers; stop it by hand after checking what it is")
+
+    def _setup(self):
+        with self.ctx.alloc_lock():     # mdadm picks a free minor: two DLEs must not race for it
+            self.run("mdadm", "--assemble", self.rec["device"], "--run", "--update=uuid",
+                     f"--uuid={self.rec['uuid']}", self.rec["member"])
+
+    def _detail(self):
+        res = self.run("mdadm", "--detail", "--export", self.rec["device"], accept=(0, 1, 2))
+        return parse_export(res.stdout) if res.returncode == 0 else {}
+
+    def _post_setup(self):
+        detail = self._detail()
+        if detail.get("MD_UUID") != self.rec["uuid"] or detail.get("MD_LEVEL") != "raid1":
+            raise self.fail(f"{self.rec['device']} came up as {detail.get('MD_LEVEL', 'nothing')} "
+                            f"with UUID {detail.get('MD_UUID', '-')}, not the one assembled")
+        if not self.ctx.host.wait_for(self.rec["device"]):
+            raise self.fail(f"{self.rec['device']} did not appear")
+        self.rec["kernel_name"] = os.path.basename(self.ctx.host.realpath(self.rec["device"]))
+
+    def _exists(self):
+        self._live = self._detail() if self.ctx.host.exists(self.rec["device"]) else {}
+        return bool(self._live)
+
+    def _teardown(self):
+        found = self._live.get("MD_UUID")
+        if found != self.rec["uuid"]:
+            raise self.fail(f"{self.rec['device']} has UUID {found}, not {self.rec['uuid']} "
+                            "that snaplayers assembled; not stopping it")
+        self.run("mdadm", "--stop", self.rec["device"])

@@ -1,0 +1,171 @@
+"""Properties (Amanda's `property "NAME" "value"`, arriving as `--name value`) and their checks."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+from . import device as devicefield
+from .errors import BadInput, show
+
+DEFAULT_STATE_DIR = "/var/lib/amanda/snaplayers"
+DEFAULT_LOG_DIR = "/var/log/amanda/snaplayers"
+DEFAULT_SUFFIX = ".amsnap"
+DEFAULT_SIZE = "20%ORIGIN"
+DEFAULT_STALE_SECONDS = 43200   # a nightly dump of a large DLE can take hours
+
+_SIZE = re.compile(r"(?:[1-9][0-9]{0,15}(?:\.[0-9]{1,3})?[bBsSkKmMgGtTpPeE]?|(?:100|[1-9][0-9]?)%ORIGIN)\Z")
+_SUFFIX = re.compile(r"[._+-][A-Za-z0-9_.+-]{1,31}\Z")
+_BOOL = {"yes": True, "true": True, "on": True, "1": True,
+         "no": False, "false": False, "off": False, "0": False}
+
+
+def option_name(flag: str) -> str:
+    """`--Mount_Base` -> `mount-base`: Amanda lower-cases names and turns '_' into '-'."""
+    return flag[2:].lower().replace("_", "-")
+
+
+def boolean(name: str, value: str) -> bool:
+    try:
+        return _BOOL[value.lower()]
+    except KeyError:
+        raise BadInput(f"property {name} {show(value)} must be yes or no") from None
+
+
+@dataclass
+class Settings:
+    """Everything a stack needs to know besides the device field; validated on construction."""
+
+    mount_base: str
+    snap_suffix: str = DEFAULT_SUFFIX
+    size: str = DEFAULT_SIZE
+    stale_seconds: int = DEFAULT_STALE_SECONDS
+    state_dir: str = DEFAULT_STATE_DIR
+    log_dir: str = DEFAULT_LOG_DIR
+    sudo: str = "auto"
+    recovery: bool = True       # False mounts with noload/norecovery: an explicit opt-in only
+    debug: bool = False
+
+    def __post_init__(self):
+        devicefield.check_path("mount-base", self.mount_base)
+        devicefield.check_path("state-dir", self.state_dir)
+        devicefield.check_path("log-dir", self.log_dir)
+        if not _SUFFIX.match(self.snap_suffix):
+            raise BadInput(f"property snap-suffix {show(self.snap_suffix)} must be 2-32 characters "
+                           "of [A-Za-z0-9_.+-] starting with one of '._+-'")
+        if not _SIZE.match(self.size):
+            raise BadInput(f"property size {show(self.size)} must be an LVM size (50M, 1.5G) "
+                           "or N%ORIGIN")
+        if self.sudo not in ("auto", "yes", "no"):
+            raise BadInput(f"property sudo {show(self.sudo)} must be auto, yes or no")
+        if not isinstance(self.stale_seconds, int) or self.stale_seconds < 0:
+            raise BadInput(f"property stale-seconds {show(str(self.stale_seconds))} must be a "
+                           "whole number of seconds")
+
+    def check_device(self, spec: devicefield.DeviceSpec) -> None:
+        """Names the stack will create must be valid too: <lv><suffix> and its dm names."""
+        if spec.mount_base != self.mount_base:
+            raise BadInput(f"device {show(spec.format())} is not under mount-base "
+                           f"{show(self.mount_base)}")
+        src = spec.source
+        snap = src.lv + self.snap_suffix
+        token = src.token()
+        devicefield.check_lv_name(snap, token)
+        if src.lv.endswith(self.snap_suffix):
+            raise BadInput(f"token {show(token)}: {show(src.lv)} ends in the snapshot suffix "
+                           f"{show(self.snap_suffix)}; back up its origin instead")
+        if len(devicefield.dm_name(src.vg, snap)) + len("-cow") > devicefield.MAX_DM_NAME:
+            raise BadInput(f"token {show(token)}: the snapshot's device-mapper name would be "
+                           f"longer than {devicefield.MAX_DM_NAME} characters")
+
+
+# property name -> (Settings field, converter)
+def _seconds(name: str, value: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,9}", value):
+        raise BadInput(f"property {name} {show(value)} must be a whole number of seconds")
+    return int(value)
+
+
+PROPERTIES = {
+    "mount-base": ("mount_base", lambda n, v: v),
+    "snap-suffix": ("snap_suffix", lambda n, v: v),
+    "size": ("size", lambda n, v: v),
+    "stale-seconds": ("stale_seconds", _seconds),
+    "state-dir": ("state_dir", lambda n, v: v),
+    "log-dir": ("log_dir", lambda n, v: v),
+    "sudo": ("sudo", lambda n, v: v.lower()),
+    "recovery": ("recovery", boolean),
+    "debug": ("debug", boolean),
+}
+
+
+def settings_from(props: Dict[str, str], defaults: Optional[Dict[str, object]] = None) -> Settings:
+    """Build Settings from `--name value` pairs already split by the caller."""
+    values: Dict[str, object] = dict(defaults or {})
+    for name, value in props.items():
+        if name not in PROPERTIES:
+            raise BadInput(f"unknown option --{name}")
+        attr, convert = PROPERTIES[name]
+        values[attr] = convert(name, value)
+    if "mount_base" not in values:
+        raise BadInput("missing required property mount-base (property \"mount-base\" \"/v/amsnap\")")
+    return Settings(**values)
+
+
+@dataclass
+class Call:
+    """One Amanda Script API call, as argv delivered it."""
+
+    command: str
+    execute_where: Optional[str] = None
+    config: Optional[str] = None
+    host: Optional[str] = None
+    disk: Optional[str] = None
+    device: Optional[str] = None
+    timestamp: Optional[str] = None
+    levels: List[int] = field(default_factory=list)
+    outcome: Optional[str] = None     # success / failed, from newer Amanda's post calls
+    properties: Dict[str, str] = field(default_factory=dict)
+
+
+_STANDARD = ("execute-where", "config", "host", "disk", "device", "timestamp")
+_FLAGS = ("success", "failed")
+
+
+def parse_call(argv: List[str]) -> Call:
+    """`COMMAND --opt value ...`; commands in either case, options in '-' or '_' spelling."""
+    if not argv:
+        raise BadInput("no command given (expected support, PRE-DLE-BACKUP, ...)")
+    command = argv[0]
+    if not re.fullmatch(r"[A-Za-z][A-Za-z-]{0,40}", command):
+        raise BadInput(f"bad command {show(command)}")
+    call = Call(command=command.upper())
+    i = 1
+    while i < len(argv):
+        flag = argv[i]
+        if not flag.startswith("--") or len(flag) < 3:
+            raise BadInput(f"unexpected argument {show(flag)}")
+        name = option_name(flag)
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", name):
+            raise BadInput(f"unknown option {show(flag)}")
+        if name in _FLAGS:
+            call.outcome = name
+            # tolerate a value after the flag, as some Amanda versions may send one
+            i += 2 if i + 1 < len(argv) and not argv[i + 1].startswith("--") else 1
+            continue
+        if i + 1 >= len(argv):
+            raise BadInput(f"option {show(flag)} needs a value")
+        value = argv[i + 1]
+        i += 2
+        if name == "level":
+            if not re.fullmatch(r"[0-9]{1,2}", value):
+                raise BadInput(f"option --level {show(value)} must be 0..99")
+            call.levels.append(int(value))
+        elif name in _STANDARD:
+            setattr(call, name.replace("-", "_"), value)
+        else:
+            if name in call.properties:
+                raise BadInput(f"property {name} given twice")
+            call.properties[name] = value
+    return call

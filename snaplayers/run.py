@@ -1,0 +1,78 @@
+"""One way to run a command: argv only, LC_ALL=C, stdin from /dev/null, logged, typed errors."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+from . import tools
+from .errors import CommandFailed
+
+log = logging.getLogger("snaplayers.run")
+
+
+@dataclass
+class Result:
+    argv: List[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Runner:
+    """Runs privileged commands, through `sudo -n` unless already root.
+
+    `executed` keeps every argv this runner started: tests assert on it, and hostile input must
+    leave it empty.
+    """
+
+    def __init__(self, sudo: str = "auto"):
+        self.use_sudo = sudo == "yes" or (sudo == "auto" and os.geteuid() != 0)
+        self.executed: List[List[str]] = []
+
+    def argv(self, argv: Sequence[str]) -> List[str]:
+        full = [tools.path(argv[0]), *argv[1:]]
+        # -n: a password prompt is an error, never a hang
+        return [tools.path("sudo"), "-n", *full] if self.use_sudo else full
+
+    def run(self, argv: Sequence[str], accept: Sequence[int] = (0,)) -> Result:
+        full = self.argv(argv)
+        log.info("+ %s", " ".join(full))
+        self.executed.append(full)
+        start = time.monotonic()
+        proc = self._spawn(full)
+        log.info("  exit %d in %.3fs", proc.returncode, time.monotonic() - start)
+        for line in proc.stderr.splitlines():
+            log.info("  stderr: %s", line)
+        if proc.returncode not in accept:
+            raise CommandFailed(full, proc.returncode, proc.stderr)
+        return proc
+
+    def _spawn(self, full: List[str]) -> Result:
+        env = {"PATH": tools.SAFE_PATH, "LC_ALL": "C", "LANG": "C"}
+        try:
+            proc = subprocess.run(full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env=env, text=True,
+                                  errors="replace", check=False)
+        except OSError as err:
+            return Result(full, 127, "", str(err))
+        return Result(full, proc.returncode, proc.stdout, proc.stderr)
+
+
+class ScriptedRunner(Runner):
+    """A runner that answers from a function instead of running anything: for unit tests and
+    `snaplayers plan`. `answer(argv)` returns (returncode, stdout) or None for (0, "")."""
+
+    def __init__(self, answer=None, sudo: str = "no"):
+        super().__init__(sudo)
+        self.answer = answer or (lambda argv: None)
+
+    def _spawn(self, full: List[str]) -> Result:
+        bare = full[2:] if self.use_sudo else full
+        reply: Optional[tuple] = self.answer([os.path.basename(bare[0]), *bare[1:]])
+        code, out = reply if reply is not None else (0, "")
+        return Result(full, code, out, "" if code == 0 else "scripted failure")

@@ -1,0 +1,43 @@
+"""The external commands layers may run: resolved to one absolute path, the same for the plugin
+and for the sudoers file generated from it, so privilege and code cannot drift apart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Dict, Iterable, List
+
+from .errors import MissingTools
+
+# Only root-owned system directories: sudoers rules name these exact paths.
+SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+# tool -> (default absolute path on merged-/usr Debian and RPM systems, package that ships it)
+TOOLS: Dict[str, tuple] = {
+    "lvs": ("/usr/sbin/lvs", "lvm2"),
+    "lvcreate": ("/usr/sbin/lvcreate", "lvm2"),
+    "lvremove": ("/usr/sbin/lvremove", "lvm2"),
+    "dmsetup": ("/usr/sbin/dmsetup", "dmsetup (lvm2)"),
+    "mdadm": ("/usr/sbin/mdadm", "mdadm"),
+    "partx": ("/usr/bin/partx", "util-linux"),
+    "blockdev": ("/usr/sbin/blockdev", "util-linux"),
+    "blkid": ("/usr/sbin/blkid", "util-linux"),
+    "mount": ("/usr/bin/mount", "mount"),
+    "umount": ("/usr/bin/umount", "mount"),
+    "sudo": ("/usr/bin/sudo", "sudo"),
+}
+
+
+def path(tool: str) -> str:
+    """Not resolved through symlinks: lvs is a link to lvm, which dispatches on its name."""
+    return shutil.which(tool, path=SAFE_PATH) or TOOLS[tool][0]
+
+
+def check(tools: Iterable[str]) -> None:
+    """Report every missing tool at once, before anything is touched."""
+    missing: List[str] = []
+    for tool in sorted(set(tools)):
+        if not os.access(path(tool), os.X_OK):
+            missing.append(f"{tool} (package {TOOLS[tool][1]})")
+    if missing:
+        raise MissingTools("missing tools: " + ", ".join(missing))

@@ -1,0 +1,46 @@
+import pytest
+
+from snaplayers.device import parse
+from snaplayers.layers import Context
+from snaplayers.props import Settings
+from snaplayers.simulate import SimulatedSystem
+from snaplayers.stack import Stack, dle_id
+
+BASE = "/v/amsnap"
+
+
+class World:
+    """A simulated storage host plus a stack for one DLE on it."""
+
+    def __init__(self, tmp_path, permissive=True, **settings):
+        self.system = SimulatedSystem(permissive=permissive)
+        self.system.add_dir(BASE)
+        self.state_dir = str(tmp_path / "state")
+        self.settings = Settings(mount_base=BASE, state_dir=self.state_dir,
+                                 log_dir=str(tmp_path / "log"), **settings)
+        self.runner = self.system.runner()
+
+    def stack(self, disk="vol00"):
+        ctx = Context(self.runner, self.system, self.settings, dle_id("TB", "storage0", disk))
+        return Stack(ctx, "TB", "storage0", disk)
+
+    def commands(self):
+        """The executed argv, tool basenames only."""
+        return [[a.rsplit("/", 1)[-1] if i == 0 else a for i, a in enumerate(argv)]
+                for argv in self.runner.executed]
+
+    def kernel_objects(self):
+        s = self.system
+        return {"lvs": [n for n in s.lvs if n.endswith(".amsnap")], "arrays": dict(s.arrays),
+                "mappings": dict(s.mappings), "mounts": s.mounts(),
+                "dirs": sorted(d for d in s.dirs if d.startswith(BASE + "/"))}
+
+
+@pytest.fixture
+def world(tmp_path):
+    return World(tmp_path)
+
+
+@pytest.fixture
+def spec():
+    return lambda layers: parse(f"{BASE}/{layers}", BASE)
