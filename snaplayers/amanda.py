@@ -23,6 +23,8 @@ def main(argv=None) -> int:
     if argv and argv[0].lower() == "support":
         sys.stdout.write("\n".join(SUPPORT) + "\n")
         return 0
+    if argv and argv[0].upper() in NOOP:    # before any import: Amanda may call these often
+        return 0
     from .errors import SnaplayersError
     try:
         return _call(argv)
@@ -66,16 +68,22 @@ def _call(argv) -> int:
     return _run(call, settings, spec)
 
 
+def environment(settings):
+    """The real machine: a runner for commands and a host for live reads (tests swap these)."""
+    from .layers import Host
+    from .run import Runner
+    return Runner(settings.sudo), Host()
+
+
 def _run(call, settings, spec) -> int:
     import logging
     import signal
 
     from . import log, tools
-    from .layers import Context, Host
-    from .run import Runner
+    from .layers import Context
     from .stack import Stack, dle_id, required_tools
 
-    runner = Runner(settings.sudo)
+    runner, host = environment(settings)
     tools.check(required_tools(spec) + (["sudo"] if runner.use_sudo else []))
 
     logfile = log.start(settings.log_dir, "script-snaplayers", settings.debug)
@@ -89,7 +97,7 @@ def _run(call, settings, spec) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupted)
     disk = call.disk or call.device
-    ctx = Context(runner, Host(), settings,
+    ctx = Context(runner, host, settings,
                   dle_id(call.config or "", call.host or "", disk))
     stack = Stack(ctx, call.config or "", call.host or "", disk)
     with stack.lock():

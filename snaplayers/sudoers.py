@@ -36,7 +36,8 @@ def placeholders(mount_base: str, suffix: str) -> Dict[str, str]:
         "SIZE": r"[0-9]+(\.[0-9]+)?[bBsSkKmMgGtTpPeE]?", "EXTENTS": r"[0-9]{1,3}%ORIGIN",
         # only devices that root alone can name: never /dev/<vg>/ (a user could make /dev/shm/x)
         "DEV": f"({snapdev}|{mapdev}|{md})",
-        "MEMBER": f"({snapdev}|{mapdev})",
+        "MEMBER": f"({snapdev}|{mapdev})",     # what an md leg or a filesystem may sit on
+        "PARTOF": f"({snapdev}|{md})",         # what a partition table may sit on
         "MD": md,
         "MAPNAME": f"snaplayers-{ID}-[0-9]{{1,2}}p[0-9]{{1,3}}",
         "UUID": r"[0-9a-f]{8}(:[0-9a-f]{8}){3}",

@@ -25,7 +25,7 @@ class Partition(Layer):
         ("partx", "--show", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr",
          "[0-9]{1,3}", "{DEV}"),
         ("blockdev", "--getsz", "{DEV}"),
-        ("dmsetup", "create", "{MAPNAME}", "--table", "0 [0-9]+ linear {MEMBER} [0-9]+"),
+        ("dmsetup", "create", "{MAPNAME}", "--table", "0 [0-9]+ linear {PARTOF} [0-9]+"),
         ("dmsetup", "table", "{MAPNAME}"),
         ("dmsetup", "remove", "{MAPNAME}"),
     )

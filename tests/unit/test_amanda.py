@@ -1,0 +1,218 @@
+"""The Script API: support, argv handling, stdout/stderr conventions, hostile input."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from snaplayers import amanda, tools
+from snaplayers.simulate import SimulatedSystem
+
+BASE = "/v/amsnap"
+DEV = f"{BASE}/lvm=data0+vol00,raid1,part=1"
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """Runs amanda.main() against a simulated host; returns (rc, stdout, stderr)."""
+    system = SimulatedSystem()
+    system.add_dir(BASE)
+    runner = system.runner()
+    monkeypatch.setattr(amanda, "environment", lambda settings: (runner, system))
+    monkeypatch.setattr(tools, "check", lambda needed: None)
+    state, logs = tmp_path / "state", tmp_path / "log"
+
+    def call(*argv, props=True):
+        extra = ["--mount-base", BASE, "--state-dir", str(state), "--log-dir", str(logs)] if props else []
+        rc = amanda.main(list(argv) + extra)
+        return rc
+    call.system, call.runner, call.state, call.logs = system, runner, state, logs
+    return call
+
+
+def dle(command, device=DEV, **extra):
+    argv = [command, "--execute-where", "client", "--config", "TB", "--host", "storage0",
+            "--disk", "vol00", "--device", device]
+    for k, v in extra.items():
+        argv += [f"--{k}", v]
+    return argv
+
+
+def test_support_prints_capabilities_and_nothing_on_stderr(capsys):
+    assert amanda.main(["support"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    for line in ("CONFIG YES", "HOST YES", "DISK YES", "MESSAGE-LINE YES", "EXECUTE-WHERE YES"):
+        assert line in out.splitlines()
+
+
+def test_backup_cycle_prints_the_directory_property(plugin, capsys):
+    assert plugin(*dle("PRE-DLE-BACKUP", timestamp="20261126022921", level="0")) == 0
+    out, err = capsys.readouterr()
+    assert out == f"PROPERTY directory {DEV}\n" and err == ""
+    assert plugin.system.mounts()[0]["mountpoint"] == DEV
+    assert plugin(*dle("POST-DLE-BACKUP", level="0"), "--success") == 0
+    assert plugin.system.mounts() == [] and plugin.system.arrays == {}
+
+
+def test_amcheck_prints_nothing_when_all_is_well(plugin, capsys):
+    assert plugin(*dle("PRE-DLE-AMCHECK")) == 0
+    assert plugin(*dle("POST-DLE-AMCHECK")) == 0
+    assert capsys.readouterr() == ("", "")
+    assert plugin.system.mounts() == []
+
+
+def test_lower_case_commands_and_underscore_options(plugin, capsys):
+    argv = ["pre-dle-estimate", "--execute_where", "client", "--disk", "vol00", "--device", DEV,
+            "--Mount_Base", BASE, "--state_dir", str(plugin.state), "--log_dir", str(plugin.logs),
+            "--stale_seconds", "60", "--level", "0", "--level", "1"]
+    assert amanda.main(argv) == 0
+    assert capsys.readouterr().out == f"PROPERTY directory {DEV}\n"
+    assert amanda.main(["post-dle-estimate", "--disk", "vol00", "--device", DEV, "--mount-base",
+                        BASE, "--state-dir", str(plugin.state), "--log-dir", str(plugin.logs)]) == 0
+
+
+@pytest.mark.parametrize("command", ["PRE-HOST-BACKUP", "POST-HOST-AMCHECK", "PRE-RECOVER",
+                                     "INTER-LEVEL-RECOVER", "post-host-estimate"])
+def test_other_commands_are_clean_no_ops(plugin, capsys, command):
+    assert plugin(command, "--execute-where", "client") == 0
+    assert capsys.readouterr() == ("", "") and plugin.runner.executed == []
+
+
+def test_a_failed_set_up_is_one_stderr_line_and_non_zero(plugin, capsys):
+    plugin.system.members["/dev/mapper/data0-vol00.amsnap"] = "raid0"
+    assert plugin(*dle("PRE-DLE-BACKUP")) != 0
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "raid0" in err
+    assert plugin.system.mounts() == [] and not [n for n in plugin.system.lvs if "amsnap" in n]
+
+
+def test_overflow_at_post_backup_fails_the_dump(plugin, capsys):
+    assert plugin(*dle("PRE-DLE-BACKUP")) == 0
+    plugin.system.lvs["data0/vol00.amsnap"]["lv_attr"] = "swi-I-s---"
+    assert plugin(*dle("POST-DLE-BACKUP")) == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "overflowed" in err
+
+
+def test_post_without_a_stack_is_a_no_op(plugin, capsys):
+    assert plugin(*dle("POST-DLE-BACKUP")) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_debug_log_records_commands_and_exit_status(plugin):
+    assert plugin(*dle("PRE-DLE-BACKUP")) == 0
+    (log,) = os.listdir(plugin.logs)
+    assert log.startswith("script-snaplayers.") and log.endswith(".debug")
+    text = (plugin.logs / log).read_text()
+    assert "+ /usr/sbin/lvcreate --snapshot" in text and "exit 0 in" in text
+
+
+# Hostile and malformed input: one line, non-zero, no command, nothing written.
+HOSTILE_DEVICES = [
+    f"{BASE}/../../etc/lvm=a+b", f"{BASE}/lvm=a+b/../../x", "/etc/lvm=a+b", f"{BASE}/lvm=../..+b",
+    f"{BASE}/lvm=a+b;rm -rf /", f"{BASE}/lvm=a+b && id", f"{BASE}/lvm=a+$(id)", f"{BASE}/lvm=a+`id`",
+    f"{BASE}/lvm=a+b|sh", f"{BASE}/lvm=a+b>x", f"{BASE}/lvm=a+b'", f'{BASE}/lvm=a+b"', f"{BASE}/lvm=a+b\\",
+    f"{BASE}/lvm=a+b*", f"{BASE}/lvm=a+b?", f"{BASE}/lvm=a+b[0]", f"{BASE}/lvm=a+b{{x}}", f"{BASE}/lvm=a+b~",
+    f"{BASE}/lvm=a+b#", f"{BASE}/lvm=a+b!", f"{BASE}/lvm=a+b%", f"{BASE}/lvm=a+b&", f"{BASE}/lvm=a+b b",
+    f"{BASE}/lvm=a+b\tb", f"{BASE}/lvm=a+b\nPROPERTY directory /", f"{BASE}/lvm=a+b\r", f"{BASE}/lvm=a+b\x00",
+    f"{BASE}/lvm=-a+b", f"{BASE}/lvm=a+-b", f"{BASE}/lvm=a+--yes", "--device", "-rf", f"{BASE}/--help",
+    f"{BASE}/lvm=a+b,part=-1", f"{BASE}/lvm=a+é", f"{BASE}/lvm=a+b\u202e", f"{BASE}/lvm=ａ+b",
+    f"{BASE}/lvm=a+b\u0301", f"{BASE}/lvm=a+" + "b" * 5000, f"{BASE}/lvm=a+b" + ",raid1" * 1000,
+    BASE + "/" * 300 + "lvm=a+b", f"{BASE}/raid1", f"{BASE}/part=1", f"{BASE}/part=1,lvm=a+b",
+    f"{BASE}/raid1,lvm=a+b", f"{BASE}/lvm=a+b,lvm=c+d", f"{BASE}/lvm=a+b,raid1,raid1",
+    f"{BASE}/lvm=a+b,part=1,part=1", f"{BASE}/lvm=a+b,part=1,raid1,part=2,raid1",
+    f"{BASE}/lvm=a+b,part=129", f"{BASE}/lvm=a+b,part=4294967297", f"{BASE}/lvm=a+b,part=1e3",
+    f"{BASE}/lvm=a+b,part=0x10", f"{BASE}/lvm=a+b,part= 1", f"{BASE}/lvm=a+b,part=1.0",
+    f"{BASE}/lvm=a+b,,part=1", f"{BASE}/,lvm=a+b", f"{BASE}/lvm=a+b,", f"{BASE}/lvm=", f"{BASE}/lvm=+",
+    f"{BASE}/lvm=a+b,raid", f"{BASE}/lvm=a+b,RAID1", f"{BASE}/LVM=a+b", f"{BASE}/lvm=a+b,raid1=1",
+    f"{BASE}/lvm=a+b,luks=x", f"{BASE}/lvm=a+b,vg=c+d", f"{BASE}/lvm=a+b,mount", f"{BASE}/lvm=a+b_rimage_0",
+    f"{BASE}/lvm=a+snapshot1", f"{BASE}/lvm=a+pvmove0", f"{BASE}/lvm=a+b_tmeta", f"{BASE}/lvm=.+b",
+    f"{BASE}/lvm=a+..", f"{BASE}/lvm=a+vol00.amsnap", f"{BASE}/lvm=data0+live.amsnap",
+    "", "/", BASE, f"{BASE}/", f"{BASE}//lvm=a+b", f"{BASE}/./lvm=a+b", "lvm=a+b", "v/amsnap/lvm=a+b",
+    "/v/amsnap2/lvm=a+b", "/v/ams/lvm=a+b", "/v/lvm=a+b",
+]
+HOSTILE_PROPERTIES = [
+    ("mount-base", "/"), ("mount-base", "relative"), ("mount-base", "/v/../etc"), ("mount-base", "/v/amsnap/"),
+    ("mount-base", "/v//amsnap"), ("mount-base", "/v/ams nap"), ("mount-base", "-/v"), ("mount-base", "/v;id"),
+    ("size", "-1"), ("size", "0"), ("size", "1Z"), ("size", "100%VG"), ("size", "101%ORIGIN"),
+    ("size", "--yes"), ("size", "1G --force"), ("size", "$(id)"), ("size", "50M;id"),
+    ("snap-suffix", ""), ("snap-suffix", "x"), ("snap-suffix", "/x"), ("snap-suffix", " .snap"),
+    ("snap-suffix", ".a/b"), ("snap-suffix", ".a b"), ("snap-suffix", "_mlog"), ("snap-suffix", "." + "a" * 40),
+    ("stale-seconds", "-5"), ("stale-seconds", "1e9"), ("stale-seconds", "soon"),
+    ("state-dir", "relative"), ("state-dir", "/var/../tmp"), ("log-dir", "/tmp/$(id)"),
+    ("sudo", "maybe"), ("recovery", "perhaps"), ("debug", "2"),
+    ("unknown-prop", "x"), ("execute-where", "server"),
+]
+
+
+def _hostile_argv(plugin, case):
+    kind, value = case
+    state, logs = str(plugin.state), str(plugin.logs)
+    base = ["--state-dir", state, "--log-dir", logs]
+    if kind == "device":
+        return dle("PRE-DLE-BACKUP", device=value) + ["--mount-base", BASE] + base
+    props = {"mount-base": BASE, "state-dir": state, "log-dir": logs, value[0]: value[1]}
+    if value[0] == "execute-where":
+        argv = ["PRE-DLE-BACKUP", "--execute-where", "server", "--device", DEV]
+        props.pop("execute-where")
+    else:
+        argv = dle("PRE-DLE-BACKUP")
+    for k, v in props.items():
+        argv += [f"--{k}", v]
+    return argv
+
+
+CASES = [("device", d) for d in HOSTILE_DEVICES] + [("property", p) for p in HOSTILE_PROPERTIES]
+
+
+def test_there_are_at_least_100_hostile_inputs():
+    assert len(CASES) >= 100
+
+
+@pytest.mark.parametrize("case", CASES, ids=range(len(CASES)))
+def test_hostile_input_gets_one_line_and_touches_nothing(plugin, capsys, case):
+    rc = amanda.main(_hostile_argv(plugin, case))
+    out, err = capsys.readouterr()
+    assert rc != 0
+    assert out == "" and err.count("\n") == 1 and err.startswith("snaplayers: ")
+    assert plugin.runner.executed == []
+    assert not plugin.state.exists() and not plugin.logs.exists()
+
+
+@pytest.mark.parametrize("argv,word", [
+    ([], "no command"),
+    (["PRE-DLE-BACKUP", "--device"], "needs a value"),
+    (["PRE-DLE-BACKUP", "stray"], "unexpected argument"),
+    (["PRE-DLE-BACKUP", "-x", "1"], "unexpected argument"),
+    (["PRE-DLE-BACKUP", "--level", "x"], "--level"),
+    (["PRE-DLE-BACKUP", "--mount-base", BASE], "missing --device"),
+    (["PRE-DLE-BACKUP", "--device", DEV], "mount-base"),
+    (["FROB", "--device", DEV], "unknown command"),
+    (["PRE-DLE-BACKUP; id"], "bad command"),
+])
+def test_malformed_calls(plugin, capsys, argv, word):
+    assert amanda.main(argv) != 0
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and word in err
+    assert plugin.runner.executed == []
+
+
+def test_missing_tools_are_reported_together_before_anything_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(tools, "SAFE_PATH", str(tmp_path))
+    monkeypatch.setattr(tools, "TOOLS", {k: (str(tmp_path / k), v[1]) for k, v in tools.TOOLS.items()})
+    rc = amanda.main(dle("PRE-DLE-BACKUP") + ["--mount-base", BASE, "--state-dir",
+                                              str(tmp_path / "s"), "--log-dir", str(tmp_path / "l"),
+                                              "--sudo", "no"])
+    err = capsys.readouterr().err
+    assert rc == 3 and err.count("\n") == 1
+    for tool in ("lvcreate", "mdadm", "dmsetup", "blkid", "mount"):
+        assert tool in err
+    assert not (tmp_path / "s").exists()
+
+
+def test_installed_console_script_answers_support():
+    exe = os.path.join(os.path.dirname(sys.executable), "script-snaplayers")
+    proc = subprocess.run([exe, "support"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == "" and "EXECUTE-WHERE YES" in proc.stdout
