@@ -43,7 +43,13 @@ def fail(message, status: int) -> int:
 
 
 def _zipapp_main() -> None:
-    sys.exit(main())
+    """One file serves both commands: Amanda runs it as script-snaplayers, an admin may copy it
+    as snaplayers for the operator commands."""
+    import os
+    if os.path.basename(sys.argv[0]).startswith("script-"):
+        sys.exit(main())
+    from .cli import main as operator_main
+    sys.exit(operator_main())
 
 
 def _call(argv) -> int:

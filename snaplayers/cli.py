@@ -170,11 +170,17 @@ def cmd_install(args) -> int:
 def build_zipapp(target: str, interpreter: str = "/usr/bin/python3") -> None:
     import shutil
     import zipapp
+    partial = target + ".partial"
+    archive = getattr(getattr(sys.modules[__package__], "__loader__", None), "archive", None)
+    if archive:     # running from the one-file plugin already: install a copy of it
+        shutil.copyfile(archive, partial)
+        os.chmod(partial, 0o755)
+        os.replace(partial, target)
+        return
     package = os.path.dirname(os.path.abspath(__file__))
     with tempfile.TemporaryDirectory(prefix="snaplayers-zipapp.") as tmp:
         shutil.copytree(package, os.path.join(tmp, "snaplayers"),
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        partial = target + ".partial"
         zipapp.create_archive(tmp, partial, interpreter=interpreter,
                               main="snaplayers.amanda:_zipapp_main", compressed=False)
         os.chmod(partial, 0o755)

@@ -1,0 +1,83 @@
+"""Images without a registry: a base per Debian suite made natively by mmdebstrap and
+`docker import`ed, then images/node/Dockerfile FROM it. Tags carry a hash of their inputs, so
+an image is rebuilt only when its inputs change."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from . import cache
+from .debian import mmdebstrap
+from .progress import Steps
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMAGES = os.path.join(ROOT, "images")
+SUITES = ("bullseye", "bookworm", "trixie")
+
+
+def packages():
+    with open(os.path.join(IMAGES, "packages")) as f:
+        return [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+
+
+def _has(client, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+        return True
+    except Exception:
+        return False
+
+
+def base(client, suite: str, steps: Steps) -> str:
+    digest = cache.key(suite, packages(), 1)
+    tag = f"sltb-base:{suite}-{digest}"
+    if _has(client, tag):
+        with steps.step(f"base image {suite}", cached=True):
+            return tag
+    art = cache.Artifact("base", f"{suite}-{digest}")
+    with steps.step(f"base rootfs {suite} (mmdebstrap, native)", cached=art.done):
+        if not art.done:
+            with art.building():
+                mmdebstrap(suite, packages(), art.path("rootfs.tar"))
+    with steps.step(f"import base image {suite} ({os.path.getsize(art.path('rootfs.tar')) >> 20} MiB)"):
+        client.api.import_image_from_file(art.path("rootfs.tar"), repository=tag.split(":")[0],
+                                          tag=tag.split(":")[1])
+    return tag
+
+
+def _context(tmp: str) -> str:
+    """images/node plus the plugin built from this working tree (as a user would install it)."""
+    from snaplayers.cli import build_zipapp
+    ctx = os.path.join(tmp, "node")
+    shutil.copytree(os.path.join(IMAGES, "node"), ctx)
+    shutil.copy(os.path.join(IMAGES, "packages"), os.path.join(ctx, "packages"))
+    build_zipapp(os.path.join(ctx, "snaplayers.pyz"))
+    return ctx
+
+
+def _tree_hash(path: str) -> str:
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs)
+    return cache.key([os.path.relpath(f, path) for f in files], cache.file_hash(*files))
+
+
+def _plugin_hash() -> str:
+    src = os.path.join(ROOT, "snaplayers")
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(src) for f in fs
+                   if "__pycache__" not in d)
+    return cache.file_hash(*files)
+
+
+def node(client, suite: str = "bookworm", steps: Steps = None) -> str:
+    steps = steps or Steps("images")
+    base_tag = base(client, suite, steps)
+    digest = cache.key(base_tag, _tree_hash(os.path.join(IMAGES, "node")), packages(), _plugin_hash())
+    tag = f"sltb-node:{suite}-{digest}"
+    with steps.step(f"node image {suite}", cached=_has(client, tag)):
+        if not _has(client, tag):
+            with tempfile.TemporaryDirectory() as tmp:
+                client.images.build(path=_context(tmp), tag=tag, buildargs={"BASE": base_tag},
+                                    rm=True, forcerm=True,
+                                    labels={"io.snaplayers.testbed": "image"})
+    return tag
