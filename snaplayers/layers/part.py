@@ -22,10 +22,11 @@ class Partition(Layer):
     kind = "part"
     tools = ("partx", "blockdev", "dmsetup")
     privileged = (
-        ("partx", "--show", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr",
+        ("partx", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr",
          "[0-9]{1,3}", "{DEV}"),
         ("blockdev", "--getsz", "{DEV}"),
         ("dmsetup", "create", "{MAPNAME}", "--table", "0 [0-9]+ linear {PARTOF} [0-9]+"),
+        ("dmsetup", "mknodes", "{MAPNAME}"),
         ("dmsetup", "table", "{MAPNAME}"),
         ("dmsetup", "remove", "{MAPNAME}"),
     )
@@ -40,7 +41,7 @@ class Partition(Layer):
 
     def _pre_setup(self):
         n, parent = self.rec["number"], self.rec["parent"]
-        res = self.run("partx", "--show", "--raw", "--noheadings", "--output", "NR,START,SECTORS",
+        res = self.run("partx", "--raw", "--noheadings", "--output", "NR,START,SECTORS",
                        "--nr", str(n), parent, accept=(0, 1))
         fields = res.stdout.split()
         if res.returncode != 0 or len(fields) != 3 or fields[0] != str(n):
@@ -59,8 +60,12 @@ class Partition(Layer):
         self.run("dmsetup", "create", self.rec["mapping"], "--table", table)
 
     def _post_setup(self):
-        if not self.ctx.host.wait_for(self.rec["device"]):
-            raise self.fail(f"{self.rec['device']} did not appear")
+        host = self.ctx.host
+        if not host.wait_for(self.rec["device"], seconds=2.0):
+            # no udev (a container, a rescue system): libdevmapper leaves the node to us
+            self.run("dmsetup", "mknodes", self.rec["mapping"])
+            if not host.wait_for(self.rec["device"]):
+                raise self.fail(f"{self.rec['device']} did not appear")
 
     def _exists(self):
         res = self.run("dmsetup", "table", self.rec["mapping"], accept=(0, 1))

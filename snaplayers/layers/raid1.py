@@ -46,8 +46,9 @@ class DegradedRaid1(Layer):
         if found["MD_LEVEL"] != "raid1":
             raise self.fail(f"{member} is a member of a {found['MD_LEVEL']} array, not raid1")
         self.rec["origin_uuid"] = found.get("MD_UUID", "")
-        if self.ctx.host.exists(self.rec["device"]):
-            raise self.fail(f"{self.rec['device']} already exists and is not recorded by "
+        # the kernel's word, not /dev's: without udev a stopped array's link can linger
+        if self.ctx.host.exists(self.rec["device"]) and self._detail():
+            raise self.fail(f"{self.rec['device']} is an active array not recorded by "
                             "snaplayers; stop it by hand after checking what it is")
 
     def _setup(self):

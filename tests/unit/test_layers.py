@@ -32,7 +32,7 @@ def test_raid1_partition_argv(world, spec):
         ["mdadm", "--assemble", md, "--run", "--update=uuid", f"--uuid={UUID}",
          "/dev/mapper/data0-vol00.amsnap"],
         ["mdadm", "--detail", "--export", md],
-        ["partx", "--show", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr", "1", md],
+        ["partx", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr", "1", md],
         ["blockdev", "--getsz", md],
         ["dmsetup", "create", mapping, "--table", f"0 524288 linear {md} 2048"],
         ["blkid", "--probe", "--output", "export", f"/dev/mapper/{mapping}"],
@@ -56,7 +56,7 @@ def test_lv_partition_argv(world, spec):
     stack.setup(spec("lvm=data0+vol01,part=2"))
     cmds = world.commands()
     assert cmds[4:8] == [
-        ["partx", "--show", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr", "2",
+        ["partx", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr", "2",
          "/dev/mapper/data0-vol01.amsnap"],
         ["blockdev", "--getsz", "/dev/mapper/data0-vol01.amsnap"],
         ["dmsetup", "create", mapping, "--table", "0 524288 linear /dev/mapper/data0-vol01.amsnap 4096"],

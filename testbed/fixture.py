@@ -1,0 +1,166 @@
+"""A testbed's lifecycle, as molecule names it: destroy, create, converge, verify, destroy.
+
+Every step is idempotent. Containers and networks carry labels, kernel objects carry the
+testbed's prefix: destroy finds and removes them by that alone, so it also cleans up after an
+interrupted run, and the leak check looks for the same names afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from typing import Dict, List, Optional
+
+from . import LABEL, PREFIX
+from .kernel import ISCSID, PRIVILEGED, ensure_iscsid
+from .progress import Steps
+from .run import TestbedError
+from .topology import MOUNT_BASE, Topology, default
+
+SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
+
+
+def new_prefix(worker: str = "") -> str:
+    """Unique per testbed, short enough for every name it ends up in (dm names, IQNs)."""
+    return f"{PREFIX}{worker.replace('gw', '')}{secrets.token_hex(3)}"
+
+
+def script(name: str) -> str:
+    with open(os.path.join(SCRIPTS, name)) as f:
+        return f.read()
+
+
+class Testbed:
+    def __init__(self, client, image: str, topology: Topology, steps: Optional[Steps] = None):
+        self.client = client
+        self.image = image
+        self.topo = topology
+        self.steps = steps or Steps(f"testbed {topology.prefix}")
+        self.facts: Dict[str, dict] = {}
+
+    @property
+    def prefix(self) -> str:
+        return self.topo.prefix
+
+    def labels(self, role: str) -> Dict[str, str]:
+        return {LABEL: self.prefix, f"{LABEL}.role": role}
+
+    # -- running things on nodes ----------------------------------------------------------
+    def exec(self, node: str, argv: List[str], check: bool = True, user: str = "root",
+             environment: Optional[dict] = None) -> str:
+        container = self.client.containers.get(self.topo.container(node))
+        code, out = container.exec_run(argv, user=user, environment=environment, demux=False)
+        text = out.decode(errors="replace") if out else ""
+        if check and code != 0:
+            shown = " ".join(a if len(a) < 80 else a[:60] + "..." for a in argv)
+            raise TestbedError(f"{node}: `{shown}` exited {code}:\n{text.strip()[-2000:]}")
+        return text
+
+    def python(self, node: str, name: str, action: str, spec: dict) -> dict:
+        out = self.exec(node, ["python3", "-c", script(name), action, json.dumps(spec)])
+        return json.loads(out.strip().splitlines()[-1])
+
+    def ip(self, node: str) -> str:
+        c = self.client.containers.get(self.topo.container(node))
+        return c.attrs["NetworkSettings"]["Networks"][self.topo.network]["IPAddress"]
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def create(self) -> None:
+        with self.steps.step(f"create {self.prefix}: network and containers"):
+            ensure_iscsid(self.client, self.image)
+            self.client.networks.create(self.topo.network, driver="bridge",
+                                        labels=self.labels("network"))
+            for host in self.topo.storage_hosts:
+                # own network namespace: its LIO portal and (later) amandad live there
+                self.client.containers.run(
+                    self.image, ["sleep", "infinity"], name=self.topo.container(host), hostname=host,
+                    detach=True, privileged=True, network=self.topo.network,
+                    volumes={"/dev": {"bind": "/dev", "mode": "rw"}}, labels=self.labels(host),
+                    environment={"DM_DISABLE_UDEV": "1"})
+            # host network: the engine's one iscsid is reached through its abstract socket there
+            self.client.containers.run(
+                self.image, ["sleep", "infinity"], name=self.topo.container(self.topo.guest),
+                hostname=self.topo.guest, detach=True, labels=self.labels(self.topo.guest),
+                environment={"DM_DISABLE_UDEV": "1"}, **PRIVILEGED)
+            for node in (*self.topo.storage_hosts, self.topo.guest):
+                self.exec(node, ["sh", "-c", "mount -t configfs none /sys/kernel/config 2>/dev/null; true"])
+
+    def converge(self) -> None:
+        targets = []
+        for host in self.topo.storage_hosts:
+            with self.steps.step(f"converge {host}: PV, VG {self.topo.vg(host)}, LVs, LIO target"):
+                vols = self.topo.volumes(host)
+                facts = self.python(host, "storage.py", "create", {
+                    "prefix": self.prefix, "host": host, "vg": self.topo.vg(host),
+                    "iqn": self.topo.iqn(host), "workdir": f"/srv/{self.prefix}",
+                    "volumes": [{"lv": v.lv, "size_mb": v.size_mb} for v in vols]})
+                self.facts[host] = facts
+                # LIO listens in the engine's initial network namespace, whichever container
+                # configured it (measured): every target is reached at 127.0.0.1, told apart by IQN
+                targets.append({"host": host, "ip": "127.0.0.1", "iqn": self.topo.iqn(host),
+                                "luns": facts["luns"]})
+        with self.steps.step(f"converge {self.topo.guest}: iSCSI, md RAID1, GPT, filesystems, data"):
+            self.facts[self.topo.guest] = self.python(self.topo.guest, "guest.py", "create", {
+                "prefix": self.prefix, "targets": targets,
+                "variants": [{"name": v.name, "legs": [(leg.host, leg.lv) for leg in v.legs],
+                              "partition": v.partition, "fs": v.fs, "files": v.files,
+                              "mount": self.mountpoint(v.name), "manifest": self.manifest_path(v.name)}
+                             for v in self.topo.variants]})
+
+    def mountpoint(self, variant: str) -> str:
+        return f"/srv/{self.prefix}/{variant}"
+
+    def manifest_path(self, variant: str) -> str:
+        return f"/srv/{self.prefix}/manifests/{variant}.sha256"
+
+    def manifest(self, variant: str) -> str:
+        return self.exec(self.topo.guest, ["cat", self.manifest_path(variant)])
+
+    def device(self, variant: str) -> str:
+        return self.topo.device(self.topo.variant(variant))
+
+    def verify(self) -> None:
+        with self.steps.step("verify: arrays, sessions, mounts"):
+            for v in self.topo.variants:
+                out = self.exec(self.topo.guest, ["findmnt", "-n", "-o", "FSTYPE", self.mountpoint(v.name)])
+                if out.strip() != v.fs:
+                    raise TestbedError(f"{self.topo.guest}: {self.mountpoint(v.name)} is {out.strip()!r}, not {v.fs}")
+
+    def destroy(self) -> dict:
+        """Containers and network by label, then every kernel object by prefix; returns what
+        is still there (the leak check: empty means nothing leaked)."""
+        with self.steps.step(f"destroy {self.prefix}") as info:
+            for c in self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.prefix}"}):
+                c.remove(force=True)
+            for n in self.client.networks.list(filters={"label": f"{LABEL}={self.prefix}"}):
+                n.remove()
+            left = janitor(self.client, self.image, [self.prefix], "clean")
+            info["how"] = "clean" if not any(left.values()) else f"LEFT {left}"
+        return left
+
+
+def janitor(client, image: str, prefixes: List[str], action: str) -> dict:
+    """Run the janitor in a throw-away privileged container next to the engine's iscsid."""
+    ensure_iscsid(client, image)
+    out = client.containers.run(
+        image, ["sh", "-c", 'mount -t configfs none /sys/kernel/config 2>/dev/null; exec python3 -c "$0" "$@"',
+                script("janitor.py"), action, json.dumps({"prefixes": prefixes})],
+        remove=True, pid_mode="host", labels={LABEL: "janitor"}, **PRIVILEGED)
+    left = json.loads(out.decode().strip().splitlines()[-1])
+    left["containers"] = [c.name for c in client.containers.list(all=True)
+                          if c.labels.get(LABEL, "") in prefixes]
+    left["networks"] = [n.name for n in client.networks.list() if n.attrs.get("Labels", {}).get(LABEL) in prefixes]
+    return left
+
+
+def reset(client, image: str) -> dict:
+    """Every testbed's leftovers and every snaplayers object: only when no testbed runs."""
+    leftovers = [c for c in client.containers.list(all=True)
+                 if c.labels.get(LABEL, "").startswith(PREFIX) and c.name != ISCSID]
+    for c in leftovers:
+        c.remove(force=True)
+    for n in client.networks.list():
+        if n.attrs.get("Labels", {}).get(LABEL, "").startswith(PREFIX):
+            n.remove()
+    return janitor(client, image, [PREFIX, "snaplayers-", ".amsnap"], "clean")

@@ -1,0 +1,43 @@
+"""Engine-wide singletons: one iscsid serves a kernel (its netlink socket is not namespaced)."""
+
+from __future__ import annotations
+
+import time
+
+from . import LABEL, PREFIX
+from .run import TestbedError
+
+ISCSID = f"{PREFIX}-iscsid"
+# LIO keeps one network portal per address, kernel-wide, in the namespace of whoever made it
+# first (measured): this target, made from the engine's own namespace and never removed, owns
+# 0.0.0.0:3260 there, so every storage host's target is reached at 127.0.0.1:3260.
+ANCHOR = "iqn.2026-11.io.snaplayers:engine-portal"
+PRIVILEGED = dict(privileged=True, network_mode="host", volumes={"/dev": {"bind": "/dev", "mode": "rw"}})
+
+
+def ensure_iscsid(client, image: str) -> None:
+    """Started once per engine and shared: every --network host container reaches it."""
+    try:
+        c = client.containers.get(ISCSID)
+        if c.status == "running":
+            return
+        c.remove(force=True)
+    except Exception:
+        pass
+    client.containers.run(
+        image, ["sh", "-c", "mount -t configfs none /sys/kernel/config 2>/dev/null; "
+                            "echo InitiatorName=iqn.2026-11.io.snaplayers:engine > /etc/iscsi/initiatorname.iscsi; "
+                            "exec iscsid -f"],
+        name=ISCSID, detach=True, labels={LABEL: "iscsid"}, restart_policy={"Name": "always"}, **PRIVILEGED)
+    for _ in range(100):
+        if "iscsid" in client.containers.get(ISCSID).top()["Processes"][-1][-1]:
+            break
+        time.sleep(0.1)
+    else:
+        raise TestbedError(f"{ISCSID} did not start: {client.containers.get(ISCSID).logs()[-500:]!r}")
+    code, out = client.containers.get(ISCSID).exec_run(["sh", "-c", f"""
+        test -d /sys/kernel/config/target/iscsi/{ANCHOR} && exit 0
+        mkdir -p /run/dbus; pgrep -x dbus-daemon >/dev/null || dbus-daemon --system --fork
+        printf 'set global auto_save_on_exit=false\n/iscsi create {ANCHOR}\nexit\n' | targetcli"""])
+    if code != 0:
+        raise TestbedError(f"{ISCSID}: cannot create the portal anchor: {out.decode()[-800:]}")

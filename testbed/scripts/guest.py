@@ -1,0 +1,137 @@
+"""Runs inside the guest container, as a VM would: log in to the storage hosts' targets, build
+md RAID1 arrays (one leg per storage host), GPT partitions and filesystems, write a data set and
+its sha256 manifest, and keep everything mounted. Usage: python3 - ACTION '<json>'."""
+
+import glob
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+
+def sh(*argv):
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[-800:]}")
+    return proc.stdout
+
+
+def wait(path, seconds=20):
+    deadline = time.time() + seconds
+    while not os.path.exists(path):
+        if time.time() > deadline:
+            sys.exit(f"{path} did not appear")
+        time.sleep(0.1)
+    return path
+
+
+def disks_of(iqn):
+    """LUN -> /dev/sdX of the session logged in to iqn (sysfs: no udev in here)."""
+    for session in glob.glob("/sys/class/iscsi_session/session*"):
+        if open(f"{session}/targetname").read().strip() != iqn:
+            continue
+        found = {}
+        for block in glob.glob(f"{session}/device/target*/*:*:*:*/block/*"):
+            lun = int(block.split("/")[-3].split(":")[-1])
+            found[lun] = "/dev/" + os.path.basename(block)
+        return found
+    return {}
+
+
+def login(targets):
+    for t in targets:
+        portal = f"{t['ip']}:3260"
+        sh("iscsiadm", "-m", "discovery", "-t", "sendtargets", "-p", portal)
+        if not disks_of(t["iqn"]):
+            sh("iscsiadm", "-m", "node", "-T", t["iqn"], "-p", portal, "--login")
+    devices = {}
+    for t in targets:
+        deadline = time.time() + 30
+        while len(disks_of(t["iqn"])) < len(t["luns"]):
+            if time.time() > deadline:
+                sys.exit(f"LUNs of {t['iqn']} did not appear: {disks_of(t['iqn'])}")
+            time.sleep(0.2)
+        found = disks_of(t["iqn"])
+        for lv, lun in t["luns"].items():
+            devices[f"{t['host']}/{lv}"] = wait(found[lun])
+    return devices
+
+
+def partition_node(dev, n):
+    real = os.path.realpath(dev)
+    return f"{real}p{n}" if real[-1].isdigit() else f"{real}{n}"
+
+
+def data_set(root, name, files):
+    """Mixed sizes, nested directories, deterministic content; fsynced."""
+    rng = random.Random(name)
+    for i in range(files):
+        d = os.path.join(root, "data", f"dir{i % 4}", f"sub{i % 3}")
+        os.makedirs(d, exist_ok=True)
+        size = rng.choice([0, 1, 511, 4096, 65537, 262144, 1 << 20])
+        with open(os.path.join(d, f"file{i:03d}.bin"), "wb") as f:
+            f.write(rng.randbytes(size) if hasattr(rng, "randbytes") else os.urandom(size))
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def manifest(root):
+    lines = []
+    for d, _, fs in sorted(os.walk(root)):
+        for f in sorted(fs):
+            path = os.path.join(d, f)
+            if os.path.islink(path) or "lost+found" in path:
+                continue
+            with open(path, "rb") as fh:
+                lines.append(f"{hashlib.sha256(fh.read()).hexdigest()}  {os.path.relpath(path, root)}")
+    return "\n".join(sorted(lines, key=lambda ln: ln[66:])) + "\n"
+
+
+def create(spec):
+    devices = login(spec["targets"])
+    out = {}
+    for v in spec["variants"]:
+        legs = [devices[f"{h}/{lv}"] for h, lv in v["legs"]]
+        if len(legs) == 2:
+            md = f"/dev/md/{spec['prefix']}-{v['name']}"
+            if not os.path.exists(md):
+                # --assume-clean: both legs are new, a resync would only burn emulated CPU
+                sh("mdadm", "--create", md, "--run", "--quiet", "--level=1", "--raid-devices=2",
+                   "--metadata=1.2", "--homehost=any", "--assume-clean", *legs)
+            dev = wait(md)
+        else:
+            dev = legs[0]
+        if v["partition"]:
+            sh("parted", "-s", dev, "mklabel", "gpt")
+            start = 1
+            for n in range(1, v["partition"]):
+                sh("parted", "-s", dev, "mkpart", f"spare{n}", f"{start}MiB", f"{start + 32}MiB")
+                start += 32
+            sh("parted", "-s", dev, "mkpart", v["name"], f"{start}MiB", "100%")
+            dev = wait(partition_node(dev, v["partition"]))
+        if v["fs"] == "xfs":
+            sh("mkfs.xfs", "-q", "-f", dev)
+        else:
+            sh("mkfs.ext4", "-q", "-F", dev)
+        mnt = v["mount"]
+        os.makedirs(mnt, exist_ok=True)
+        sh("mount", dev, mnt)
+        data_set(mnt, v["name"], v["files"])
+        os.makedirs(os.path.dirname(v["manifest"]), exist_ok=True)
+        with open(v["manifest"], "w") as f:
+            f.write(manifest(mnt))
+        out[v["name"]] = {"device": os.path.realpath(dev), "legs": legs}
+    os.sync()   # but stay mounted: a live VM's filesystem, journal and all
+    return out
+
+
+def manifest_of(spec):
+    return {"manifest": manifest(spec["root"])}
+
+
+if __name__ == "__main__":
+    action, spec = sys.argv[1], json.loads(sys.argv[2])
+    print(json.dumps({"create": create, "manifest": manifest_of}[action](spec)))

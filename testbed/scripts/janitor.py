@@ -1,0 +1,107 @@
+"""Destroy by name, then look: every kernel object whose name carries the prefix is removed, top
+of the stack first, and whatever is still there afterwards is reported. Runs in a privileged
+container with the engine's /dev, host network (iscsid) and host pid namespace (every mount
+namespace). Usage: python3 - clean|check '{"prefixes": [...]}'; prints JSON of leftovers."""
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+
+
+def sh(*argv, input=None):
+    return subprocess.run(argv, input=input, capture_output=True, text=True)
+
+
+def ours(name, prefixes):
+    return any(p in name for p in prefixes)
+
+
+def md_arrays(prefixes):
+    found = []
+    for dev in glob.glob("/sys/block/md*"):
+        md = os.path.basename(dev)
+        out = sh("mdadm", "--detail", "--export", f"/dev/{md}").stdout
+        name = dict(ln.split("=", 1) for ln in out.splitlines() if "=" in ln)
+        label = name.get("MD_DEVNAME", "") + " " + name.get("MD_NAME", "")
+        if ours(label, prefixes):
+            found.append(md)
+    return found
+
+
+def dm_devices(prefixes):
+    out = sh("dmsetup", "ls").stdout
+    return [ln.split()[0] for ln in out.splitlines() if ln.strip() and ours(ln.split()[0], prefixes)]
+
+
+def sessions(prefixes):
+    out = sh("iscsiadm", "-m", "session").stdout
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"\[(\d+)\] \S+ (\S+)", out)
+            if ours(m.group(2), prefixes)]
+
+
+def lio(prefixes):
+    root = "/sys/kernel/config/target"
+    found = [f"iscsi/{os.path.basename(p)}" for p in glob.glob(f"{root}/iscsi/iqn.*")
+             if ours(p, prefixes)]
+    found += [f"backstores/{os.path.basename(os.path.dirname(p)).split('_')[0]}/{os.path.basename(p)}"
+              for p in glob.glob(f"{root}/core/*_*/*") if ours(os.path.basename(p), prefixes)]
+    return found
+
+
+def loops(prefixes):
+    out = sh("losetup", "-a").stdout
+    return [ln.split(":")[0] for ln in out.splitlines() if ours(ln, prefixes)]
+
+
+def mounts(prefixes):
+    found = set()
+    for info in glob.glob("/proc/[0-9]*/mountinfo"):
+        try:
+            text = open(info).read()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            fields = line.split()
+            if len(fields) > 9 and ours(fields[4] + " " + fields[-2], prefixes):
+                found.add(f"{fields[4]} ({fields[-2]})")
+    return sorted(found)
+
+
+def check(prefixes):
+    return {"md": md_arrays(prefixes), "dm": dm_devices(prefixes), "iscsi": [s[1] for s in sessions(prefixes)],
+            "lio": lio(prefixes), "loop": loops(prefixes), "mounts": mounts(prefixes)}
+
+
+def clean(prefixes):
+    for md in md_arrays(prefixes):
+        sh("mdadm", "--stop", f"/dev/{md}")
+    for sid, _ in sessions(prefixes):
+        sh("iscsiadm", "-m", "session", "-r", sid, "-u")
+    if lio(prefixes):
+        import rtslib_fb    # targetcli's own library: no D-Bus needed, and no batch to lose
+        for target in rtslib_fb.FabricModule("iscsi").targets:
+            if ours(target.wwn, prefixes):
+                target.delete()
+        for so in rtslib_fb.RTSRoot().storage_objects:
+            if ours(so.name, prefixes):
+                so.delete()
+    for _ in range(6):      # snapshots before origins: repeat until nothing more goes
+        left = dm_devices(prefixes)
+        if not left:
+            break
+        for name in left:
+            sh("dmsetup", "remove", "--retry", name)
+    for loop in loops(prefixes):
+        sh("losetup", "-d", loop)
+    for link in glob.glob("/dev/md/*"):     # without udev, nobody else removes stopped arrays' links
+        if ours(link, prefixes) and not os.path.exists(link):
+            os.unlink(link)
+    return check(prefixes)
+
+
+if __name__ == "__main__":
+    action, spec = sys.argv[1], json.loads(sys.argv[2])
+    print(json.dumps({"clean": clean, "check": check}[action](spec["prefixes"])))

@@ -1,0 +1,64 @@
+"""Runs inside a storage host container: a loop-backed PV, a VG, LVs, each exported over iSCSI
+by LIO through targetcli. Usage: python3 - create '<json>'; prints JSON."""
+
+import json
+import os
+import subprocess
+import sys
+
+
+def sh(*argv, input=None):
+    proc = subprocess.run(argv, input=input, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[-800:]}")
+    return proc.stdout
+
+
+def targetcli(commands):
+    if subprocess.run(["pgrep", "-x", "dbus-daemon"], capture_output=True).returncode != 0:
+        os.makedirs("/run/dbus", exist_ok=True)
+        sh("dbus-daemon", "--system", "--fork")     # targetcli aborts without a system bus
+    # LIO is kernel-global: never clearconfig or save the whole tree, only our own objects.
+    # One command per call: targetcli 2.1.53 drops lines of a batch read from a pipe (measured).
+    sh("targetcli", "set", "global", "auto_save_on_exit=false")
+    for command in commands:
+        sh("targetcli", *command.split())
+
+
+def create(spec):
+    workdir = spec["workdir"]
+    os.makedirs(workdir, exist_ok=True)
+    os.makedirs("/run/lock/lvm", exist_ok=True)
+    pv = os.path.join(workdir, "pv.img")
+    total = sum(v["size_mb"] for v in spec["volumes"]) + 256
+    sh("truncate", "-s", f"{total}M", pv)
+    loop = sh("losetup", "--find", "--show", pv).strip()
+    # this node sees only its own PV: other testbeds' loops share the kernel
+    with open("/etc/lvm/lvmlocal.conf", "w") as f:
+        f.write("activation {\n udev_sync = 0\n udev_rules = 0\n}\n"
+                f"devices {{\n obtain_device_list_from_udev = 0\n external_device_info_source = \"none\"\n"
+                f" global_filter = [ \"a|^{loop}$|\", \"r|.*|\" ]\n}}\n")
+    vg = spec["vg"]
+    sh("pvcreate", "-q", loop)
+    sh("vgcreate", "-q", vg, loop)
+    commands = []
+    luns = {}
+    for i, vol in enumerate(spec["volumes"]):
+        sh("lvcreate", "-q", "-y", "-Wn", "-L", f"{vol['size_mb']}M", "-n", vol["lv"], vg)
+        backstore = f"{spec['prefix']}_{spec['host']}_{vol['lv']}"
+        commands.append(f"/backstores/block create {backstore} /dev/{vg}/{vol['lv']}")
+        luns[vol["lv"]] = i
+    iqn = spec["iqn"]
+    commands.append(f"/iscsi create {iqn}")
+    for vol in spec["volumes"]:
+        commands.append(f"/iscsi/{iqn}/tpg1/luns create /backstores/block/"
+                        f"{spec['prefix']}_{spec['host']}_{vol['lv']}")
+    commands.append(f"/iscsi/{iqn}/tpg1 set attribute authentication=0 generate_node_acls=1 "
+                    "demo_mode_write_protect=0")
+    targetcli(commands)
+    return {"loop": loop, "luns": luns}
+
+
+if __name__ == "__main__":
+    action, spec = sys.argv[1], json.loads(sys.argv[2])
+    print(json.dumps({"create": create}[action](spec)))

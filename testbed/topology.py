@@ -1,0 +1,100 @@
+"""What a testbed is, as data: hosts, volumes, arrays, partitions, filesystems, data sets.
+
+The disklist's device strings are derived from here, so they cannot disagree with what was built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+MOUNT_BASE = "/v/amsnap"
+
+
+@dataclass(frozen=True)
+class Volume:
+    host: str           # storage host that holds the LV and exports it
+    lv: str
+    size_mb: int = 320  # mkfs.xfs wants >= 300 MB; the backing file is sparse
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One disklist entry: how the guest lays out a filesystem on the exported LVs."""
+
+    name: str                       # the DLE's disk name
+    legs: Tuple[Volume, ...]        # two legs: an md RAID1 in the guest; one: a plain disk
+    partition: Optional[int]        # the filesystem's GPT partition, or None for the whole device
+    fs: str                         # ext4 | xfs
+    files: int = 24                 # data set: files of mixed sizes
+    extra_partitions: int = 0       # partitions before the filesystem's (lvm=...,part=2)
+
+    @property
+    def raid1(self) -> bool:
+        return len(self.legs) == 2
+
+    def layers(self, vg_of: Dict[str, str]) -> str:
+        src = self.legs[0]
+        tokens = [f"lvm={vg_of[src.host]}+{src.lv}"]
+        if self.raid1:
+            tokens.append("raid1")
+        if self.partition:
+            tokens.append(f"part={self.partition}")
+        return ",".join(tokens)
+
+
+@dataclass
+class Topology:
+    prefix: str                                  # unique per testbed: sltb<id>
+    storage_hosts: Tuple[str, ...] = ("storage0", "storage1")
+    guest: str = "guest0"
+    variants: List[Variant] = field(default_factory=list)
+
+    def vg(self, host: str) -> str:
+        return f"{self.prefix}_data{host[-1]}"
+
+    @property
+    def vg_of(self) -> Dict[str, str]:
+        return {h: self.vg(h) for h in self.storage_hosts}
+
+    def iqn(self, host: str) -> str:
+        return f"iqn.2026-11.io.snaplayers:{self.prefix}-{host}"
+
+    def container(self, node: str) -> str:
+        return f"{self.prefix}-{node}"
+
+    @property
+    def network(self) -> str:
+        return f"{self.prefix}-net"
+
+    def volumes(self, host: str) -> List[Volume]:
+        seen = {}
+        for v in self.variants:
+            for leg in v.legs:
+                if leg.host == host:
+                    seen[leg.lv] = leg
+        return list(seen.values())
+
+    def device(self, variant: Variant) -> str:
+        return f"{MOUNT_BASE}/{variant.layers(self.vg_of)}"
+
+    def variant(self, name: str) -> Variant:
+        return next(v for v in self.variants if v.name == name)
+
+
+def default(prefix: str, names: Optional[List[str]] = None) -> Topology:
+    """The production layout and its variants; `names` picks some of them."""
+    s0, s1 = "storage0", "storage1"
+    variants = [
+        # md RAID1 with one leg from each storage host, GPT, ext4 on partition 1
+        Variant("md-part-ext4", (Volume(s0, "vol00"), Volume(s1, "vol00")), 1, "ext4"),
+        # an xfs with a dirty log on the whole md array: lost files if the log is not replayed
+        Variant("md-xfs", (Volume(s0, "vol03"), Volume(s1, "vol03")), None, "xfs"),
+        # an LV with a partition table and no md: lvm=...,part=2
+        Variant("part-xfs", (Volume(s0, "vol01", 400),), 2, "xfs", extra_partitions=1),
+        # a filesystem straight on the LV: lvm=...
+        Variant("lv-ext4", (Volume(s0, "vol02"),), None, "ext4"),
+    ]
+    if names:
+        variants = [v for v in variants if v.name in names]
+    return Topology(prefix=prefix, variants=variants)
