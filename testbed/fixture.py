@@ -47,15 +47,19 @@ class Testbed:
         return {LABEL: self.prefix, f"{LABEL}.role": role}
 
     # -- running things on nodes ----------------------------------------------------------
+    def run(self, node: str, argv: List[str], user: str = "root", environment: Optional[dict] = None):
+        """(exit status, stdout, stderr) of argv on node."""
+        container = self.client.containers.get(self.topo.container(node))
+        code, (out, err) = container.exec_run(argv, user=user, environment=environment, demux=True)
+        return code, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+
     def exec(self, node: str, argv: List[str], check: bool = True, user: str = "root",
              environment: Optional[dict] = None) -> str:
-        container = self.client.containers.get(self.topo.container(node))
-        code, out = container.exec_run(argv, user=user, environment=environment, demux=False)
-        text = out.decode(errors="replace") if out else ""
+        code, out, err = self.run(node, argv, user, environment)
         if check and code != 0:
             shown = " ".join(a if len(a) < 80 else a[:60] + "..." for a in argv)
-            raise TestbedError(f"{node}: `{shown}` exited {code}:\n{text.strip()[-2000:]}")
-        return text
+            raise TestbedError(f"{node}: `{shown}` exited {code}:\n{(out + err).strip()[-2000:]}")
+        return out
 
     def python(self, node: str, name: str, action: str, spec: dict) -> dict:
         out = self.exec(node, ["python3", "-c", script(name), action, json.dumps(spec)])

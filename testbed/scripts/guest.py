@@ -78,12 +78,13 @@ def data_set(root, name, files):
             os.fsync(f.fileno())
 
 
-def manifest(root):
+def manifest(root, skip=("lost+found", "live")):
+    """sha256 of every file under root, but the live writer's log and lost+found."""
     lines = []
     for d, _, fs in sorted(os.walk(root)):
         for f in sorted(fs):
             path = os.path.join(d, f)
-            if os.path.islink(path) or "lost+found" in path:
+            if os.path.islink(path) or os.path.relpath(path, root).split("/")[0] in skip:
                 continue
             with open(path, "rb") as fh:
                 lines.append(f"{hashlib.sha256(fh.read()).hexdigest()}  {os.path.relpath(path, root)}")
@@ -132,6 +133,56 @@ def manifest_of(spec):
     return {"manifest": manifest(spec["root"])}
 
 
+RECORD = 58     # "%016d %s\n": sequence number, then 40 hex of sha256 over it
+
+
+def record(seq):
+    return f"{seq:016d} {hashlib.sha256(str(seq).encode()).hexdigest()[:40]}\n".encode()
+
+
+WRITER = """
+import hashlib, os, sys, time
+path = sys.argv[1]
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+seq = 0
+while True:
+    os.write(fd, f"{seq:016d} {hashlib.sha256(str(seq).encode()).hexdigest()[:40]}\\n".encode())
+    os.fsync(fd)
+    seq += 1
+    time.sleep(0.002)
+"""
+
+
+def writer_start(spec):
+    """A live VM's writer: sequence-numbered, checksummed records, each one fsynced."""
+    os.makedirs(os.path.dirname(spec["log"]), exist_ok=True)
+    proc = subprocess.Popen(["python3", "-c", WRITER, spec["log"]], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return {"pid": proc.pid}
+
+
+def writer_stop(spec):
+    try:
+        os.kill(spec["pid"], 15)
+    except ProcessLookupError:
+        pass
+    return {"records": os.path.getsize(spec["log"]) // RECORD}
+
+
+def check_log(spec):
+    """A single point in time: complete records 0..n-1 in order, at most a torn last one."""
+    data = open(spec["log"], "rb").read()
+    n, rest = divmod(len(data), RECORD)
+    for seq in range(n):
+        if data[seq * RECORD:(seq + 1) * RECORD] != record(seq):
+            return {"ok": False, "records": seq, "why": f"record {seq} is not the expected one"}
+    torn = data[n * RECORD:]
+    ok = record(n).startswith(torn) or not any(torn.strip(b"\0"))
+    return {"ok": ok, "records": n, "torn_bytes": len(torn), "why": "" if ok else "garbage after the last record"}
+
+
 if __name__ == "__main__":
     action, spec = sys.argv[1], json.loads(sys.argv[2])
-    print(json.dumps({"create": create, "manifest": manifest_of}[action](spec)))
+    print(json.dumps({"create": create, "manifest": manifest_of, "writer-start": writer_start,
+                      "writer-stop": writer_stop, "check-log": check_log}[action](spec)))

@@ -1,0 +1,69 @@
+"""Session fixtures for the integration and end-to-end tiers: the engine (chosen by probing),
+the node image, and one testbed per xdist worker, destroyed at the end with a leak check."""
+
+import os
+
+import pytest
+
+from testbed.topology import default
+
+KERNEL = os.environ.get("TESTBED_KERNEL", "6.1")
+SUITE = os.environ.get("TESTBED_SUITE", "bookworm")
+
+
+@pytest.fixture(scope="session")
+def worker(request):
+    return getattr(request.config, "workerinput", {}).get("workerid", "master")
+
+
+@pytest.fixture(scope="session")
+def steps():
+    from testbed.progress import Steps
+    s = Steps(f"testbed session (kernel {KERNEL}, {SUITE})")
+    yield s
+    print("\n" + s.summary())
+
+
+@pytest.fixture(scope="session")
+def engine(steps):
+    """A docker client for an engine whose kernel holds dm, md, LIO and iSCSI."""
+    import docker
+
+    from testbed.engine import engine as choose
+    eng, why = choose(KERNEL, steps)
+    host = eng.up()
+    os.environ["DOCKER_HOST"] = host       # testinfra's docker backend reads it
+    client = docker.DockerClient(base_url=host, timeout=900)
+    client.testbed_engine = eng
+    return client
+
+
+@pytest.fixture(scope="session")
+def node_image(engine, steps):
+    from testbed import cache
+    from testbed.images import node
+    with cache.lock("images"):             # xdist workers build it once
+        return node(engine, SUITE, steps)
+
+
+@pytest.fixture(scope="session")
+def testbed(engine, node_image, steps, worker):
+    from testbed.fixture import Testbed, janitor, new_prefix, reset
+    if worker == "master":
+        reset(engine, node_image)          # destroy first: leftovers of an interrupted run
+    tb = Testbed(engine, node_image, default(new_prefix(worker if worker != "master" else "")), steps)
+    tb.destroy()
+    try:
+        tb.create()
+        tb.converge()
+        tb.verify()
+    except BaseException:
+        tb.destroy()
+        raise
+    yield tb
+    left = tb.destroy()
+    if worker == "master":                 # nobody else runs now: snaplayers' own objects too
+        more = janitor(engine, node_image, ["snaplayers-", ".amsnap"], "check")
+        left = {k: left.get(k, []) + more.get(k, []) for k in set(left) | set(more)}
+    leaked = {k: v for k, v in left.items() if v}
+    assert not leaked, f"kernel objects leaked by testbed {tb.prefix}: {leaked}"

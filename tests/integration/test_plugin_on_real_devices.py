@@ -1,0 +1,96 @@
+"""The plugin, installed in the storage host image as a user would install it, run as root on
+storage0 against every variant while the guest keeps its filesystem mounted and writing."""
+
+import json
+
+import pytest
+
+from testbed.topology import MOUNT_BASE
+
+pytestmark = pytest.mark.integration
+
+PLUGIN = "/usr/lib/amanda/application/script-snaplayers"
+VARIANTS = ["md-part-ext4", "md-xfs", "part-xfs", "lv-ext4"]
+
+
+def plugin(testbed, command, variant, *extra):
+    return testbed.run("storage0", [PLUGIN, command, "--execute-where", "client", "--config", "TB",
+                                    "--host", "storage0", "--disk", variant,
+                                    "--device", testbed.device(variant), "--mount-base", MOUNT_BASE,
+                                    *extra])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_snapshot_view_is_byte_exact_and_a_single_point_in_time(testbed, variant):
+    device = testbed.device(variant)
+    live = f"{testbed.mountpoint(variant)}/live/log"
+    writer = testbed.python("guest0", "guest.py", "writer-start", {"log": live})
+    try:
+        code, out, err = plugin(testbed, "PRE-DLE-BACKUP", variant, "--level", "0")
+        assert (code, err) == (0, ""), err
+        assert out == f"PROPERTY directory {device}\n"
+        seen = testbed.python("storage0", "guest.py", "manifest", {"root": device})["manifest"]
+        assert seen == testbed.manifest(variant)
+        log = testbed.python("storage0", "guest.py", "check-log", {"log": f"{device}/live/log"})
+        assert log["ok"] and log["records"] > 0, log
+        mounts = testbed.exec("storage0", ["findmnt", "-n", "-o", "OPTIONS", device])
+        assert "ro" in mounts.split(",")
+    finally:
+        written = testbed.python("guest0", "guest.py", "writer-stop", {"pid": writer["pid"], "log": live})
+        code, out, err = plugin(testbed, "POST-DLE-BACKUP", variant, "--level", "0")
+    assert (code, out, err) == (0, "", "")
+    assert written["records"] >= log["records"]     # the guest went on writing after the snapshot
+    assert_nothing_left(testbed, variant)
+
+
+def assert_nothing_left(testbed, variant):
+    status = testbed.exec("storage0", ["snaplayers", "status"])
+    assert status.strip() == "no stacks recorded"
+    assert ".amsnap" not in testbed.exec("storage0", ["lvs", "--noheadings", "-o", "lv_name"])
+    assert "snaplayers-" not in testbed.exec("storage0", ["dmsetup", "ls"])
+    assert not testbed.exec("storage0", ["findmnt", "-n", testbed.device(variant)], check=False).strip()
+    code, _, _ = testbed.run("storage0", ["test", "-e", testbed.device(variant)])
+    assert code != 0, "the mount point directory was left behind"
+    arrays = testbed.exec("storage0", ["sh", "-c", "mdadm --detail --scan 2>/dev/null; true"])
+    assert "snaplayers-" not in arrays
+
+
+def test_amcheck_sets_up_silently_and_tears_down(testbed):
+    code, out, err = plugin(testbed, "PRE-DLE-AMCHECK", "md-part-ext4")
+    assert (code, out, err) == (0, "", "")
+    assert testbed.exec("storage0", ["findmnt", "-n", "-o", "SOURCE", testbed.device("md-part-ext4")]).strip()
+    code, out, err = plugin(testbed, "POST-DLE-AMCHECK", "md-part-ext4")
+    assert (code, out, err) == (0, "", "")
+    assert_nothing_left(testbed, "md-part-ext4")
+
+
+def test_a_missing_lv_is_one_line_and_nothing_is_created(testbed):
+    vg = testbed.topo.vg("storage0")
+    code, out, err = testbed.run("storage0", [PLUGIN, "PRE-DLE-BACKUP", "--execute-where", "client",
+                                              "--disk", "nosuch", "--device", f"{MOUNT_BASE}/lvm={vg}+nosuch",
+                                              "--mount-base", MOUNT_BASE])
+    assert code != 0 and out == ""
+    assert err.count("\n") == 1 and f"{vg}/nosuch does not exist" in err
+    assert_nothing_left(testbed, "lv-ext4")
+
+
+def test_testinfra_sees_the_guest_stack(testbed):
+    import testinfra
+    guest = testinfra.get_host(f"docker://{testbed.topo.container('guest0')}")
+    storage = testinfra.get_host(f"docker://{testbed.topo.container('storage0')}")
+    for pkg in ("mdadm", "open-iscsi", "parted", "xfsprogs"):
+        assert guest.package(pkg).is_installed
+    for pkg in ("lvm2", "targetcli-fb", "amanda-client", "sudo"):
+        assert storage.package(pkg).is_installed
+    mdstat = guest.file("/proc/mdstat").content_string
+    assert mdstat.count("active raid1") >= 2
+    for variant in testbed.topo.variants:
+        mp = guest.mount_point(testbed.mountpoint(variant.name))
+        assert mp.exists and mp.filesystem == variant.fs
+        assert guest.file(testbed.manifest_path(variant.name)).contains("data/dir0/sub0/file000.bin")
+    sessions = guest.run("iscsiadm -m session").stdout
+    for host in testbed.topo.storage_hosts:
+        assert testbed.topo.iqn(host) in sessions
+    assert storage.file("/usr/lib/amanda/application/script-snaplayers").mode == 0o755
+    assert storage.run("visudo -cf /etc/sudoers.d/snaplayers").rc == 0
+    assert json.loads(storage.run("lvs --reportformat json -o lv_name").stdout)["report"][0]["lv"]
