@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests need on the host; installed when missing and running as root.
-HOST_PACKAGES := sudo python3-venv
+# (qemu and friends: the VM engine; sudo: visudo checks the generated sudoers.)
+HOST_PACKAGES := sudo python3-venv qemu-system-x86 mmdebstrap busybox-static cpio kmod \
+                 openssh-client e2fsprogs xz-utils ca-certificates
 PYTEST_ARGS ?=
 
 .PHONY: deps venv test unit dist bench-startup clean
@@ -13,6 +15,7 @@ deps:
 	@missing=""; for p in $(HOST_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
+	command -v docker >/dev/null || missing="$$missing docker.io"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "deps: apt-get install$$missing"; \
@@ -31,8 +34,15 @@ $(VENV)/.installed: pyproject.toml | deps
 unit: venv
 	$(BIN)/pytest -q -m "not integration and not e2e" $(PYTEST_ARGS)
 
+# Unit, integration and end-to-end tiers. The engine is stopped afterwards unless it was
+# already running (a developer's `make testbed`) or TESTBED_KEEP is set.
 test: venv
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	@was_up=$$($(BIN)/testbed engine status >/dev/null 2>&1 && echo yes); \
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	if [ -z "$$was_up" ] && [ -z "$$TESTBED_KEEP" ]; then \
+	  $(BIN)/testbed engine down || rc=1; \
+	  if pgrep -f "testbed-vm-" >/dev/null; then echo "FAIL: qemu left running after engine down"; rc=1; fi; \
+	fi; exit $$rc
 
 # The plugin as one standalone file, as Amanda's application directory wants it.
 dist: venv

@@ -20,6 +20,11 @@ def main(argv=None) -> int:
     eng = sub.add_parser("engine", help="the Docker engine that holds testbeds")
     eng.add_argument("action", choices=("up", "down", "status", "clean"))
     sub.add_parser("images", help="build (or find cached) images in the engine")
+    sub.add_parser("up", help="a live testbed: engine, images, storage hosts, guest, data")
+    sub.add_parser("down", help="destroy the live testbed and check that nothing leaked")
+    sub.add_parser("status", help="the live testbed's nodes")
+    sh = sub.add_parser("shell", help="a shell on a node of the live testbed")
+    sh.add_argument("node")
     args = p.parse_args(argv)
     steps = Steps(f"testbed {' '.join(sys.argv[1:] if argv is None else argv)}")
     try:
@@ -30,6 +35,7 @@ def main(argv=None) -> int:
             node(connect(args, steps), args.suite, steps)
             print(steps.summary())
             return 0
+        return FIXTURE[args.command](args, steps)
     except TestbedError as err:
         print(f"testbed: {err}", file=sys.stderr)
         return 1
@@ -62,7 +68,7 @@ def engine_command(args, steps) -> int:
         if st["state"] == "running":
             print(f"  qemu pid {st['qemu_pid']}, {st['accel']}, kernel {st['kernel_version']}, "
                   f"DOCKER_HOST={vm.docker_host}")
-        return 0 if st["state"] in ("running", "down") else 1
+        return {"running": 0, "down": 3}.get(st["state"], 1)     # as systemctl: 3 = not running
     if args.action == "down":
         vm.down()
         return 0
@@ -72,3 +78,99 @@ def engine_command(args, steps) -> int:
         print(f"removed {cache.root()}")
         return 0
     return 2
+
+
+LIVE = os.path.join(cache.root(), "run", "testbed.json")
+
+
+def _live():
+    try:
+        import json
+        with open(LIVE) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        raise TestbedError("no live testbed: run `testbed up` (or `make testbed`)") from None
+
+
+def fixture_up(args, steps) -> int:
+    import json
+
+    from .fixture import Testbed, new_prefix
+    from .images import node
+    from .topology import default
+    client = connect(args, steps)
+    image = node(client, args.suite, steps)
+    try:
+        old = _live()
+        Testbed(client, image, default(old["prefix"]), steps).destroy()     # destroy first
+    except TestbedError:
+        pass
+    tb = Testbed(client, image, default(new_prefix()), steps)
+    os.makedirs(os.path.dirname(LIVE), exist_ok=True)
+    with open(LIVE, "w") as f:
+        json.dump({"prefix": tb.prefix, "image": image, "docker_host": os.environ["DOCKER_HOST"],
+                   "kernel": args.kernel, "suite": args.suite}, f)
+    try:
+        tb.create()
+        tb.converge()
+        tb.verify()
+    except BaseException:
+        print(f"testbed: set-up failed; destroying {tb.prefix}", file=sys.stderr)
+        tb.destroy()
+        raise
+    print(steps.summary())
+    print(f"\ntestbed {tb.prefix} is up:")
+    for v in tb.topo.variants:
+        print(f"  {v.name:<14} {tb.device(v.name)}")
+    print("\n" + shell_hints(tb.topo))
+    return 0
+
+
+def shell_hints(topo) -> str:
+    nodes = [*topo.storage_hosts, topo.guest, "amanda"]
+    return "shells:  " + "  ".join(f".venv/bin/testbed shell {n}" for n in nodes) + \
+           "\ndone:    make testbed-down"
+
+
+def _client_for(live):
+    import docker
+    os.environ["DOCKER_HOST"] = live["docker_host"]
+    return docker.DockerClient(base_url=live["docker_host"], timeout=600)
+
+
+def fixture_down(args, steps) -> int:
+    from .fixture import Testbed
+    from .topology import default
+    live = _live()
+    left = Testbed(_client_for(live), live["image"], default(live["prefix"]), steps).destroy()
+    os.unlink(LIVE)
+    leaked = {k: v for k, v in left.items() if v}
+    print(steps.summary())
+    if leaked:
+        print(f"testbed: LEAKED {leaked}", file=sys.stderr)
+        return 1
+    print(f"testbed {live['prefix']} destroyed; leak check: nothing left")
+    return 0
+
+
+def fixture_status(args, steps) -> int:
+    live = _live()
+    client = _client_for(live)
+    from . import LABEL
+    print(f"testbed {live['prefix']} (kernel {live['kernel']}, {live['suite']}, DOCKER_HOST={live['docker_host']})")
+    for c in client.containers.list(all=True, filters={"label": f"{LABEL}={live['prefix']}"}):
+        print(f"  {c.name:<28} {c.status}")
+    return 0
+
+
+def fixture_shell(args, steps) -> int:
+    live = _live()
+    name = f"{live['prefix']}-{args.node}"
+    os.environ["DOCKER_HOST"] = live["docker_host"]
+    docker_cli = shutil.which("docker")
+    if not docker_cli:
+        raise TestbedError("the docker command line is needed for a shell (apt-get install docker.io)")
+    os.execvp(docker_cli, [docker_cli, "exec", "-it", name, "bash"])
+
+
+FIXTURE = {"up": fixture_up, "down": fixture_down, "status": fixture_status, "shell": fixture_shell}
