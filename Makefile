@@ -9,7 +9,16 @@ HOST_PACKAGES := sudo python3-venv qemu-system-x86 mmdebstrap busybox-static cpi
                  openssh-client e2fsprogs xz-utils ca-certificates
 PYTEST_ARGS ?=
 
-.PHONY: deps venv test unit dist bench-startup clean
+.PHONY: deps venv test unit dist bench-startup clean testbed testbed-down
+
+# A live testbed and one verified backup; it stays up for exploring (make testbed-down).
+testbed: venv
+	$(BIN)/testbed up
+	$(BIN)/testbed backup
+
+testbed-down: venv
+	$(BIN)/testbed down
+	$(BIN)/testbed engine down
 
 deps:
 	@missing=""; for p in $(HOST_PACKAGES); do \
@@ -41,7 +50,8 @@ test: venv
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ -z "$$was_up" ] && [ -z "$$TESTBED_KEEP" ]; then \
 	  $(BIN)/testbed engine down || rc=1; \
-	  if pgrep -f "testbed-vm-" >/dev/null; then echo "FAIL: qemu left running after engine down"; rc=1; fi; \
+	  if pgrep -f "$${XDG_CACHE_HOME:-$$HOME/.cache}/snaplayers-testbed/run/vm-" >/dev/null; then \
+	    echo "FAIL: qemu left running after engine down"; rc=1; fi; \
 	fi; exit $$rc
 
 # The plugin as one standalone file, as Amanda's application directory wants it.

@@ -113,7 +113,9 @@ class SimulatedSystem(Host):
         return (0, f"{GiB_SECTORS}\n")
 
     def _cmd_dmsetup(self, args):
-        op, name = args[0], args[1]
+        op, name = args[0], (args[1] if args[0] == "create" else args[-1])
+        if op == "mknodes":
+            return (0, "")
         if op == "create":
             start_table = args[args.index("--table") + 1].split()
             start_table[3] = self.rdev(start_table[3])

@@ -12,6 +12,8 @@ log = logging.getLogger("testbed")
 class TestbedError(Exception):
     """A step failed; the message names the cause and, where there is one, the fix."""
 
+    __test__ = False    # not a test class, whatever pytest thinks of the name
+
 
 def run(argv: Sequence[str], *, check: bool = True, input: Optional[bytes] = None,
         timeout: Optional[float] = None, cwd: Optional[str] = None, env=None) -> subprocess.CompletedProcess:

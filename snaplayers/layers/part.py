@@ -28,7 +28,7 @@ class Partition(Layer):
         ("dmsetup", "create", "{MAPNAME}", "--table", "0 [0-9]+ linear {PARTOF} [0-9]+"),
         ("dmsetup", "mknodes", "{MAPNAME}"),
         ("dmsetup", "table", "{MAPNAME}"),
-        ("dmsetup", "remove", "{MAPNAME}"),
+        ("dmsetup", "remove", "--retry", "{MAPNAME}"),
     )
 
     @classmethod
@@ -60,12 +60,12 @@ class Partition(Layer):
         self.run("dmsetup", "create", self.rec["mapping"], "--table", table)
 
     def _post_setup(self):
-        host = self.ctx.host
-        if not host.wait_for(self.rec["device"], seconds=2.0):
-            # no udev (a container, a rescue system): libdevmapper leaves the node to us
-            self.run("dmsetup", "mknodes", self.rec["mapping"])
-            if not host.wait_for(self.rec["device"]):
-                raise self.fail(f"{self.rec['device']} did not appear")
+        # Without udev (a container, a rescue system) libdevmapper leaves /dev/mapper to us, and
+        # a node left from an earlier mapping of this name points at the wrong minor (measured):
+        # mknodes makes the node match the kernel; with udev it changes nothing.
+        self.run("dmsetup", "mknodes", self.rec["mapping"])
+        if not self.ctx.host.wait_for(self.rec["device"]):
+            raise self.fail(f"{self.rec['device']} did not appear")
 
     def _exists(self):
         res = self.run("dmsetup", "table", self.rec["mapping"], accept=(0, 1))
@@ -76,4 +76,6 @@ class Partition(Layer):
         if self._live != self.rec.get("table"):
             raise self.fail(f"mapping {self.rec['mapping']} is {self._live!r}, not "
                             f"{self.rec.get('table')!r} as created; not removing it")
-        self.run("dmsetup", "remove", self.rec["mapping"])
+        # --retry: a just-unmounted filesystem can hold the device for a moment (measured)
+        self.run("dmsetup", "remove", "--retry", self.rec["mapping"])
+        self.run("dmsetup", "mknodes", self.rec["mapping"])     # drops a node udev would have

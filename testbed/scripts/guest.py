@@ -133,6 +133,27 @@ def manifest_of(spec):
     return {"manifest": manifest(spec["root"])}
 
 
+def change(spec):
+    """What a day of use does between two dumps: grow a file, delete one, add some."""
+    root = spec["root"]
+    data = os.path.join(root, "data")
+    with open(os.path.join(data, "dir0", "sub0", "file000.bin"), "ab") as f:
+        f.write(b"appended between dumps\n" * 100)
+        os.fsync(f.fileno())
+    victim = os.path.join(data, "dir1", "sub1", "file001.bin")
+    if os.path.exists(victim):
+        os.unlink(victim)
+    os.makedirs(os.path.join(data, "new"), exist_ok=True)
+    for i in range(3):
+        with open(os.path.join(data, "new", f"added{i}.txt"), "w") as f:
+            f.write(f"added {i} " * 1000)
+            os.fsync(f.fileno())
+    with open(spec["manifest"], "w") as f:
+        f.write(manifest(root))
+    os.sync()
+    return {"changed": 5}
+
+
 RECORD = 58     # "%016d %s\n": sequence number, then 40 hex of sha256 over it
 
 
@@ -144,7 +165,7 @@ WRITER = """
 import hashlib, os, sys, time
 path = sys.argv[1]
 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-seq = 0
+seq = os.fstat(fd).st_size // 58     # a restarted writer continues the sequence
 while True:
     os.write(fd, f"{seq:016d} {hashlib.sha256(str(seq).encode()).hexdigest()[:40]}\\n".encode())
     os.fsync(fd)
@@ -184,5 +205,5 @@ def check_log(spec):
 
 if __name__ == "__main__":
     action, spec = sys.argv[1], json.loads(sys.argv[2])
-    print(json.dumps({"create": create, "manifest": manifest_of, "writer-start": writer_start,
+    print(json.dumps({"create": create, "manifest": manifest_of, "change": change, "writer-start": writer_start,
                       "writer-stop": writer_stop, "check-log": check_log}[action](spec)))

@@ -35,13 +35,15 @@ def test_raid1_partition_argv(world, spec):
         ["partx", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr", "1", md],
         ["blockdev", "--getsz", md],
         ["dmsetup", "create", mapping, "--table", f"0 524288 linear {md} 2048"],
+        ["dmsetup", "mknodes", mapping],
         ["blkid", "--probe", "--output", "export", f"/dev/mapper/{mapping}"],
         ["mount", "-t", "ext4", "-o", "ro", f"/dev/mapper/{mapping}", mp],
     ]
     assert cmds[n:] == [
         ["umount", mp],
         ["dmsetup", "table", mapping],
-        ["dmsetup", "remove", mapping],
+        ["dmsetup", "remove", "--retry", mapping],
+        ["dmsetup", "mknodes", mapping],
         ["mdadm", "--detail", "--export", md],
         ["mdadm", "--stop", md],
         LVS + ["data0/vol00.amsnap"],
@@ -55,11 +57,12 @@ def test_lv_partition_argv(world, spec):
     mapping = f"snaplayers-{stack.ctx.dle_id}-1p2"
     stack.setup(spec("lvm=data0+vol01,part=2"))
     cmds = world.commands()
-    assert cmds[4:8] == [
+    assert cmds[4:9] == [
         ["partx", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr", "2",
          "/dev/mapper/data0-vol01.amsnap"],
         ["blockdev", "--getsz", "/dev/mapper/data0-vol01.amsnap"],
         ["dmsetup", "create", mapping, "--table", "0 524288 linear /dev/mapper/data0-vol01.amsnap 4096"],
+        ["dmsetup", "mknodes", mapping],
         ["blkid", "--probe", "--output", "export", f"/dev/mapper/{mapping}"],
     ]
     assert world.system.mount_rows[0]["source"] == f"/dev/mapper/{mapping}"

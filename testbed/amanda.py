@@ -1,0 +1,223 @@
+"""A real Amanda server and client around a testbed, set up the way an admin would do it:
+the server on its own node, amandad on storage0 under inetd with bsdtcp auth, the plugin and
+its generated sudoers installed as the README says, and the dumptypes from the plugin's examples.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tarfile
+import time
+from dataclasses import dataclass
+from typing import Dict, List
+
+import snaplayers
+
+from . import LABEL
+from .run import TestbedError
+from .topology import MOUNT_BASE
+
+CONFIG = "TB"
+BROKEN = "TBBROKEN"
+EXAMPLES = os.path.join(os.path.dirname(snaplayers.__file__), "examples", "amanda.conf")
+SERVER = "amanda"
+CLIENT = "storage0"
+# The example dumptypes, and which variant uses which: both styles are exercised.
+DUMPTYPE = {"lv-ext4": "snaplayers-gnutar"}
+DEFAULT_DUMPTYPE = "snaplayers-amgtar"
+
+
+def server_conf(name: str) -> str:
+    examples = open(EXAMPLES).read()
+    return f"""org "snaplayers testbed {name}"
+mailto ""
+dumpuser "backup"
+inparallel 4
+maxdumps 4
+dumpcycle 7 days
+runspercycle 7
+tapecycle 20 tapes
+netusage 100000 kbps
+etimeout 600
+dtimeout 1800
+ctimeout 60
+tpchanger "chg-disk:/srv/amanda/{name}/vtapes"
+labelstr "^{name}-[0-9][0-9]*$"
+autolabel "{name}-%%" empty
+tapetype "VTAPE"
+infofile "/srv/amanda/{name}/state/curinfo"
+logdir "/srv/amanda/{name}/state/log"
+indexdir "/srv/amanda/{name}/state/index"
+define tapetype VTAPE {{
+    length 4096 mbytes
+}}
+holdingdisk hd1 {{
+    directory "/srv/amanda/{name}/holding"
+    use 2048 mbytes
+}}
+
+# --- from snaplayers' examples/amanda.conf, unchanged ---
+{examples}
+"""
+
+
+@dataclass
+class Dump:
+    host: str
+    disk: str
+    level: int
+    status: str
+    date: str
+
+
+class Amanda:
+    def __init__(self, testbed):
+        self.tb = testbed
+        self.topo = testbed.topo
+
+    @property
+    def server(self) -> str:
+        return self.topo.container(SERVER)
+
+    @property
+    def client_host(self) -> str:
+        return self.topo.container(CLIENT)       # the name the server knows the client by
+
+    def put(self, node: str, path: str, text: str, mode: int = 0o644, owner: str = "root") -> None:
+        buf = io.BytesIO()
+        data = text.encode()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo(os.path.basename(path))
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+        container = self.tb.client.containers.get(self.topo.container(node))
+        self.tb.exec(node, ["mkdir", "-p", os.path.dirname(path)])
+        container.put_archive(os.path.dirname(path), buf.getvalue())
+        self.tb.exec(node, ["chown", f"{owner}:{owner}" if owner != "root" else "root:root", path])
+
+    # -- set-up ---------------------------------------------------------------------------
+    def create(self) -> None:
+        tb = self.tb
+        with tb.steps.step("create amanda server node"):
+            try:
+                tb.client.containers.get(self.server)
+            except Exception:
+                tb.client.containers.run(tb.image, ["sleep", "infinity"], name=self.server,
+                                         hostname=SERVER, detach=True, network=self.topo.network,
+                                         labels=tb.labels(SERVER))
+        with tb.steps.step("configure Amanda server and client (bsdtcp, inetd, sudoers)"):
+            self._server()
+            self._client()
+
+    def _names(self, node: str) -> List[str]:
+        """Every name a peer's reverse lookup may give this node on the testbed network."""
+        name = self.topo.container(node)
+        return [name, f"{name}.{self.topo.network}", self.tb.ip(node)]
+
+    def _server(self) -> None:
+        tb = self.tb
+        for name, broken in ((CONFIG, False), (BROKEN, True)):
+            base = f"/srv/amanda/{name}"
+            tb.exec(SERVER, ["sh", "-c", f"mkdir -p {base}/holding {base}/state/log {base}/state/index "
+                                         f"{base}/vtapes && for i in $(seq 1 20); do mkdir -p {base}/vtapes/slot$i; done "
+                                         f"&& chown -R backup:backup /srv/amanda"])
+            self.put(SERVER, f"/etc/amanda/{name}/amanda.conf", server_conf(name), owner="backup")
+            self.put(SERVER, f"/etc/amanda/{name}/disklist", self.disklist(broken), owner="backup")
+            tb.exec(SERVER, ["chown", "-R", "backup:backup", f"/etc/amanda/{name}"])
+        # amrecover runs on the server and talks to the server's own amindexd/amidxtaped
+        hosts = "".join(f"{n} root amindexd amidxtaped\n{n} backup amdump\n" for n in self._names(SERVER))
+        hosts += "localhost root amindexd amidxtaped\n"
+        self.put(SERVER, "/etc/amandahosts", hosts, mode=0o600, owner="backup")
+        self.put(SERVER, "/etc/amanda/amanda-client.conf",
+                 f'conf "{CONFIG}"\nindex_server "{self.server}"\ntape_server "{self.server}"\n'
+                 'auth "bsdtcp"\nssh_keys ""\nunreserved-tcp-port 1025,65535\n')
+        tb.exec(SERVER, ["sh", "-c", "pgrep -x inetd >/dev/null || /usr/sbin/inetd"])
+
+    def _client(self) -> None:
+        tb = self.tb
+        hosts = "".join(f"{n} backup amdump\n" for n in self._names(SERVER))
+        self.put(CLIENT, "/etc/amandahosts", hosts, mode=0o600, owner="backup")
+        self.put(CLIENT, "/etc/amanda/amanda-client.conf",
+                 f'conf "{CONFIG}"\nindex_server "{self.server}"\ntape_server "{self.server}"\n'
+                 'auth "bsdtcp"\n')
+        tb.exec(CLIENT, ["sh", "-c", "pgrep -x inetd >/dev/null || /usr/sbin/inetd"])
+
+    def disklist(self, broken: bool = False) -> str:
+        lines = ["# generated from the testbed topology: device = the encoded mount path"]
+        for v in self.topo.variants:
+            dumptype = DUMPTYPE.get(v.name, DEFAULT_DUMPTYPE)
+            lines.append(f"{self.client_host} {v.name} {self.topo.device(v)} {dumptype}")
+        if broken:
+            vg = self.topo.vg(CLIENT)
+            lines.append(f"{self.client_host} missing-lv {MOUNT_BASE}/lvm={vg}+nosuch {DEFAULT_DUMPTYPE}")
+        return "\n".join(lines) + "\n"
+
+    # -- Amanda's own commands, as the dump user --------------------------------------------
+    def as_backup(self, *argv: str, timeout: int = 1200):
+        # a hung Amanda command fails the step instead of the whole run
+        return self.tb.run(SERVER, ["timeout", str(timeout), *argv], user="backup")
+
+    def amcheck(self, config: str = CONFIG):
+        code, out, err = self.as_backup("amcheck", config)
+        return code, out + err
+
+    def amdump(self, config: str = CONFIG):
+        start = time.monotonic()
+        code, out, err = self.as_backup("amdump", config)
+        return code, time.monotonic() - start
+
+    def report(self, config: str = CONFIG) -> str:
+        code, out, err = self.as_backup("amreport", config, "-f", "/dev/stdout")
+        return out + err
+
+    def dumps(self, config: str = CONFIG) -> List[Dump]:
+        code, out, err = self.as_backup("amadmin", config, "find", "--sort", "hkdl")
+        rows = []
+        for line in out.splitlines():
+            m = re.match(r"(\d{4}-\d\d-\d\d(?: [\d:]+)?)\s+(\S+)\s+(\S+)\s+(\d+)\s+\S+\s+\S+\s+\S+\s+(.*)$", line)
+            if m:
+                rows.append(Dump(m.group(2), m.group(3), int(m.group(4)), m.group(5).strip(), m.group(1)))
+        return rows
+
+    def client_log(self, disk: str) -> str:
+        """The plugin's debug logs on the client: what a failure message should show."""
+        return self.tb.exec(CLIENT, ["sh", "-c", "tail -n 40 /var/log/amanda/snaplayers/*.debug 2>/dev/null; "
+                                                 "tail -n 30 /var/log/amanda/client/TB/*.debug 2>/dev/null | tail -n 60; true"])
+
+    def fetch(self, disk: str, dest: str, level_limit: int = 99) -> List[str]:
+        """amfetchdump every dump of disk (level 0 first) into dest; extracts them in order."""
+        tb = self.tb
+        tb.exec(SERVER, ["sh", "-c", f"rm -rf {dest} && mkdir -p {dest}/files {dest}/tree "
+                                     f"&& chown backup:backup {dest}/files"])
+        tb.exec(SERVER, ["sh", "-c", f"cd {dest}/files && amfetchdump -a {CONFIG} {self.client_host} {disk}"],
+                user="backup")
+        files = sorted(tb.exec(SERVER, ["ls", f"{dest}/files"]).split(),
+                       key=lambda f: (int(f.rsplit(".", 1)[-1]), f))
+        for f in files:
+            # --listed-incremental=/dev/null: apply each level's additions and deletions in turn
+            tb.exec(SERVER, ["tar", "--extract", "--listed-incremental=/dev/null", "--file",
+                             f"{dest}/files/{f}", "-C", f"{dest}/tree"])
+        return files
+
+    def recover(self, disk: str, dest: str) -> str:
+        """amrecover, driven through its prompt as an admin would type it."""
+        script = (f"sethost {self.client_host}\nsetdisk {disk}\nlcd {dest}\nadd .\nextract\nY\nY\nquit\n")
+        self.tb.exec(SERVER, ["sh", "-c", f"rm -rf {dest} && mkdir -p {dest}"])
+        code, out, err = self.tb.run(SERVER, ["sh", "-c", f"printf '%s' '{script}' | amrecover {CONFIG} "
+                                                         f"-s {self.server} -t {self.server}"])
+        if code != 0:
+            raise TestbedError(f"amrecover {disk} exited {code}:\n{(out + err)[-2000:]}")
+        return out
+
+    def manifest(self, root: str) -> str:
+        return self.tb.python(SERVER, "guest.py", "manifest", {"root": root})["manifest"]
+
+
+def ok_dumps(dumps: List[Dump]) -> Dict[str, List[int]]:
+    out: Dict[str, List[int]] = {}
+    for d in dumps:
+        if d.status.split() and d.status.split()[-1] == "OK":
+            out.setdefault(d.disk, []).append(d.level)
+    return out
