@@ -114,7 +114,8 @@ class Amanda:
     def _names(self, node: str) -> List[str]:
         """Every name a peer's reverse lookup may give this node on the testbed network."""
         name = self.topo.container(node)
-        return [name, f"{name}.{self.topo.network}", self.tb.ip(node)]
+        # the node's own /etc/hosts maps its address to its bare hostname
+        return [name, f"{name}.{self.topo.network}", node, self.tb.ip(node)]
 
     def _server(self) -> None:
         tb = self.tb

@@ -48,12 +48,15 @@ def dump_while_writing(am: Amanda) -> float:
     return seconds
 
 
-def verify(am: Amanda, how: str = "amfetchdump") -> List[DleResult]:
-    """Restore every DLE on the server and compare with the guest's manifest, byte for byte."""
+def verify(am: Amanda, how: str = "amfetchdump", only=None) -> List[DleResult]:
+    """Restore every DLE (or `only` these) on the server and compare with the guest's
+    manifest, byte for byte."""
     tb = am.tb
     dumps = ok_dumps(am.dumps())
     results = []
     for v in tb.topo.variants:
+        if only and v.name not in only:
+            continue
         r = DleResult(v.name, sorted(dumps.get(v.name, [])))
         dest = f"/srv/restore/{how}/{v.name}"
         if not r.levels:
