@@ -335,6 +335,10 @@ class VmEngine:
                     while _alive(st["qemu_pid"], self.dir) and time.monotonic() < deadline:
                         time.sleep(0.5)
                 self._stop_processes(st)
+                for _ in range(100):        # until the process is gone, not just exiting
+                    if not os.path.exists(f"/proc/{st['qemu_pid']}"):
+                        break
+                    time.sleep(0.1)
 
     def _stop_processes(self, st: dict) -> None:
         """No orphan qemu or ssh survives: TERM, then KILL."""
