@@ -67,3 +67,27 @@ def testbed(engine, node_image, steps, worker):
         left = {k: left.get(k, []) + more.get(k, []) for k in set(left) | set(more)}
     leaked = {k: v for k, v in left.items() if v}
     assert not leaked, f"kernel objects leaked by testbed {tb.prefix}: {leaked}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The figures of issue #5: what was tried, what survived, what was lost or leaked."""
+    import sys
+    faults = sys.modules.get("test_faults")
+    api = sys.modules.get("test_script_api")
+    if not faults and not api:
+        return
+    figures = dict(getattr(faults, "FIGURES", {}))
+    stats = terminalreporter.stats
+    executed = getattr(api, "EXECUTED", [])
+    rows = [("hostile inputs tried", len(executed)),
+            ("commands they executed", sum(executed)),
+            ("fault scenarios survived", figures.get("scenarios survived", 0)),
+            ("bytes compared (plugin as the Amanda user)", figures.get("bytes compared", 0)),
+            ("bytes lost (in differing files)", figures.get("bytes lost", 0)),
+            ("sudo denials expected", figures.get("sudo denials expected", 0)),
+            ("sudo denials observed", figures.get("sudo denials observed", 0)),
+            ("kernel objects leaked", "0 (leak check passed)" if not [
+                r for r in stats.get("error", []) if "leaked" in str(r.longrepr)] else "see errors")]
+    terminalreporter.write_sep("=", "snaplayers figures")
+    for name, value in rows:
+        terminalreporter.write_line(f"  {name:<44} {value}")
