@@ -9,7 +9,7 @@ HOST_PACKAGES := sudo python3-venv qemu-system-x86 mmdebstrap busybox-static cpi
                  openssh-client e2fsprogs xz-utils ca-certificates
 PYTEST_ARGS ?=
 
-.PHONY: deps venv test unit dist bench-startup clean testbed testbed-down
+.PHONY: deps venv test unit dist bench bench-startup clean testbed testbed-down
 
 # A live testbed and one verified backup; it stays up for exploring (make testbed-down).
 testbed: venv
@@ -37,7 +37,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml | deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,testbed]'
+	$(BIN)/pip install -q --no-cache-dir -e '.[test,testbed]'  # a cached editable wheel points at another tree
 	touch $@
 
 unit: venv
@@ -59,6 +59,10 @@ dist: venv
 	mkdir -p dist
 	$(BIN)/python -c 'from snaplayers.cli import build_zipapp; build_zipapp("dist/script-snaplayers")'
 	@echo "dist/script-snaplayers: $$(stat -c %s dist/script-snaplayers) bytes"
+
+# Benchmarks: plugin start-up, and testbed timings against their targets (tests/bench/results.json).
+bench: bench-startup
+	$(BIN)/python tests/bench/testbed_timings.py
 
 bench-startup: venv dist
 	$(BIN)/python tests/bench/startup.py $(BIN)/script-snaplayers dist/script-snaplayers

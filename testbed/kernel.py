@@ -19,11 +19,13 @@ def ensure_iscsid(client, image: str) -> None:
     """Started once per engine and shared: every --network host container reaches it."""
     try:
         c = client.containers.get(ISCSID)
-        if c.status == "running":
-            return
-        c.remove(force=True)
+        running = c.status == "running"
+        if not running:
+            c.remove(force=True)
     except Exception:
-        pass
+        running = False
+    if running:
+        return _anchor(client)      # a rebooted engine restarts iscsid, but the anchor is gone
     client.containers.run(
         image, ["sh", "-c", "mount -t configfs none /sys/kernel/config 2>/dev/null; "
                             "echo InitiatorName=iqn.2026-11.io.snaplayers:engine > /etc/iscsi/initiatorname.iscsi; "
@@ -35,9 +37,14 @@ def ensure_iscsid(client, image: str) -> None:
         time.sleep(0.1)
     else:
         raise TestbedError(f"{ISCSID} did not start: {client.containers.get(ISCSID).logs()[-500:]!r}")
+    _anchor(client)
+
+
+def _anchor(client) -> None:
     code, out = client.containers.get(ISCSID).exec_run(["sh", "-c", f"""
         test -d /sys/kernel/config/target/iscsi/{ANCHOR} && exit 0
         mkdir -p /run/dbus; pgrep -x dbus-daemon >/dev/null || dbus-daemon --system --fork
-        printf 'set global auto_save_on_exit=false\n/iscsi create {ANCHOR}\nexit\n' | targetcli"""])
+        targetcli set global auto_save_on_exit=false >/dev/null && targetcli /iscsi create {ANCHOR} >/dev/null
+        test -d /sys/kernel/config/target/iscsi/{ANCHOR}"""])
     if code != 0:
         raise TestbedError(f"{ISCSID}: cannot create the portal anchor: {out.decode()[-800:]}")
