@@ -43,7 +43,8 @@ def ensure_iscsid(client, image: str) -> None:
 def _anchor(client) -> None:
     code, out = client.containers.get(ISCSID).exec_run(["sh", "-c", f"""
         test -d /sys/kernel/config/target/iscsi/{ANCHOR} && exit 0
-        mkdir -p /run/dbus; pgrep -x dbus-daemon >/dev/null || dbus-daemon --system --fork
+        # a restarted container keeps a stale pid file in /run/dbus
+        mkdir -p /run/dbus; pgrep -x dbus-daemon >/dev/null || {{ rm -f /run/dbus/pid; dbus-daemon --system --fork; }}
         targetcli set global auto_save_on_exit=false >/dev/null && targetcli /iscsi create {ANCHOR} >/dev/null
         test -d /sys/kernel/config/target/iscsi/{ANCHOR}"""])
     if code != 0:

@@ -17,6 +17,8 @@ def sh(*argv, input=None):
 def targetcli(commands):
     if subprocess.run(["pgrep", "-x", "dbus-daemon"], capture_output=True).returncode != 0:
         os.makedirs("/run/dbus", exist_ok=True)
+        if os.path.exists("/run/dbus/pid"):     # left by a restarted container
+            os.unlink("/run/dbus/pid")
         sh("dbus-daemon", "--system", "--fork")     # targetcli aborts without a system bus
     # LIO is kernel-global: never clearconfig or save the whole tree, only our own objects.
     # One command per call: targetcli 2.1.53 drops lines of a batch read from a pipe (measured).
