@@ -204,9 +204,8 @@ class Amanda:
 
     def recover(self, disk: str, dest: str) -> str:
         """amrecover, driven through its prompt as an admin would type it."""
-        # one "Y" per question: proceed, then one "load this volume" per volume of levels 0..n
-        script = (f"sethost {self.client_host}\nsetdisk {disk}\nlcd {dest}\nadd .\nextract\n"
-                  + "Y\n" * 8 + "quit\n")
+        # two questions for one volume: proceed, and load it (each more volume asks once more)
+        script = f"sethost {self.client_host}\nsetdisk {disk}\nlcd {dest}\nadd .\nextract\nY\nY\nquit\n"
         self.tb.exec(SERVER, ["sh", "-c", f"rm -rf {dest} && mkdir -p {dest}"])
         code, out, err = self.tb.run(SERVER, ["sh", "-c", f"printf '%s' '{script}' | amrecover {CONFIG} "
                                                          f"-s {self.server} -t {self.server}"])

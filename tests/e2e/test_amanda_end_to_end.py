@@ -62,6 +62,12 @@ def test_dles_were_dumped_in_parallel(amanda):
     assert peak >= 3, f"at most {peak} DLE stacks were up at once:\n{out}"
 
 
+def test_amrecover_restores_the_level0_byte_exact(amanda):
+    """Before the level 1: amrecover driven through its prompt with one volume to load."""
+    results = verify(amanda, how="amrecover", only=["md-part-ext4"])
+    assert len(results) == 1 and results[0].ok, table(results)
+
+
 def test_level1_after_changes_restores_from_level0_plus_level1(amanda):
     tb = amanda.tb
     for v in tb.topo.variants:
@@ -84,8 +90,3 @@ def level_sizes(report):
     for m in re.finditer(r"^\S+\s+(\S+)\s+(\d)\s+(\d+)\s+\d+", report, re.M):
         sizes[(m.group(1), int(m.group(2)))] = int(m.group(3))
     return sizes
-
-
-def test_amrecover_restores_byte_exact(amanda):
-    results = verify(amanda, how="amrecover", only=["md-part-ext4"])
-    assert len(results) == 1 and results[0].ok, table(results)
