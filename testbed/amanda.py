@@ -13,15 +13,15 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List
 
-import snaplayers
-
 from . import LABEL
 from .run import TestbedError
 from .topology import MOUNT_BASE
 
 CONFIG = "TB"
 BROKEN = "TBBROKEN"
-EXAMPLES = os.path.join(os.path.dirname(snaplayers.__file__), "examples", "amanda.conf")
+# the plugin's shipped example, read as a file: the testbed knows the plugin only as a user does
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "snaplayers", "examples", "amanda.conf")
 SERVER = "amanda"
 CLIENT = "storage0"
 # The example dumptypes, and which variant uses which: both styles are exercised.

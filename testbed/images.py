@@ -48,12 +48,15 @@ def base(client, suite: str, steps: Steps) -> str:
 
 
 def _context(tmp: str) -> str:
-    """images/node plus the plugin built from this working tree (as a user would install it)."""
-    from snaplayers.cli import build_zipapp
+    """images/node plus the one-file plugin from this working tree, made by the plugin's own
+    `snaplayers install` command, as a user would make it."""
+    import subprocess
+    import sys
     ctx = os.path.join(tmp, "node")
     shutil.copytree(os.path.join(IMAGES, "node"), ctx)
     shutil.copy(os.path.join(IMAGES, "packages"), os.path.join(ctx, "packages"))
-    build_zipapp(os.path.join(ctx, "snaplayers.pyz"))
+    subprocess.run([sys.executable, "-m", "snaplayers", "install", "--application-dir", ctx,
+                    "--name", "snaplayers.pyz"], check=True, capture_output=True, cwd=ROOT)
     return ctx
 
 

@@ -203,11 +203,18 @@ class VmEngine:
             accel = self._accel(kernel)
             port = _free_port()
             with self.steps.step(f"boot guest ({accel})") as info:
-                pid = self._launch(kernel, root, accel, port)
-                self._write_state({"qemu_pid": pid, "port": port, "accel": accel,
-                                   "kernel": self.kernel, "started": time.time(),
-                                   "kernel_version": open(kernel.path("version")).read().strip()})
-                uptime = self._wait_ready(pid)
+                for attempt in (1, 2):      # an emulated guest can soft-lock at boot (seen once)
+                    pid = self._launch(kernel, root, accel, port)
+                    self._write_state({"qemu_pid": pid, "port": port, "accel": accel,
+                                       "kernel": self.kernel, "started": time.time(),
+                                       "kernel_version": open(kernel.path("version")).read().strip()})
+                    try:
+                        uptime = self._wait_ready(pid)
+                        break
+                    except TestbedError as err:
+                        if attempt == 2:
+                            raise
+                        self.steps.say(f"boot failed, trying once more: {str(err).splitlines()[0]}")
                 info["how"] = f"docker answered at {uptime} s guest uptime"
             with self.steps.step("forward docker socket over ssh"):
                 self._forward(port)
@@ -330,7 +337,10 @@ class VmEngine:
                 return
             with self.steps.step(f"shut down engine vm-{self.kernel}"):
                 if st["state"] in ("running", "degraded"):
-                    self.ssh("/bin/busybox", "poweroff", check=False, timeout=30)
+                    try:
+                        self.ssh("/bin/busybox", "poweroff", check=False, timeout=30)
+                    except TestbedError as err:     # a hung guest is still stopped, the hard way
+                        self.steps.say(f"clean poweroff failed ({err}); stopping qemu")
                     deadline = time.monotonic() + 90
                     while _alive(st["qemu_pid"], self.dir) and time.monotonic() < deadline:
                         time.sleep(0.5)
