@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List
 
-from . import LABEL
 from .run import TestbedError
 from .topology import MOUNT_BASE
 

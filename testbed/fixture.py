@@ -16,7 +16,7 @@ from . import LABEL, PREFIX
 from .kernel import ISCSID, PRIVILEGED, ensure_iscsid
 from .progress import Steps
 from .run import TestbedError
-from .topology import MOUNT_BASE, Topology, default
+from .topology import Topology
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
 

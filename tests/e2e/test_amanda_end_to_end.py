@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from testbed.amanda import BROKEN, CLIENT, SERVER, Amanda, ok_dumps
+from testbed.amanda import BROKEN, CLIENT, Amanda, ok_dumps
 from testbed.backup import dump_while_writing, table, verify
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +52,7 @@ def test_dles_were_dumped_in_parallel(amanda):
     """inparallel/maxdumps 4: the plugin's stacks for different DLEs were up at the same time."""
     out = amanda.tb.exec(CLIENT, ["sh", "-c", "grep -h -E 'PRE-DLE-BACKUP|POST-DLE-BACKUP' "
                                               "/var/log/amanda/snaplayers/*.debug | sort"])
-    spans, up = {}, 0
+    up = 0
     peak = 0
     for line in out.splitlines():
         m = re.search(r"(PRE|POST)-DLE-BACKUP disk=(\S+)", line)

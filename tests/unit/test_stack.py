@@ -176,7 +176,6 @@ def test_dle_lock_is_exclusive_and_released(tmp_path):
 
 
 def test_allocation_lock_serialises_across_processes(tmp_path):
-    import multiprocessing
     import subprocess
     import sys
     code = ("import sys,time; from snaplayers.journal import allocation_lock\n"
