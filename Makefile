@@ -61,8 +61,9 @@ dist: venv
 	@echo "dist/script-snaplayers: $$(stat -c %s dist/script-snaplayers) bytes"
 
 # Benchmarks: plugin start-up, and testbed timings against their targets (tests/bench/results.json).
-bench: bench-startup
-	$(BIN)/python tests/bench/testbed_timings.py
+# Every figure of the performance section (about 30 min under TCG); BENCH_COLD=0 skips the cold engine.
+bench: venv dist
+	$(BIN)/python tests/bench/bench.py
 
 bench-startup: venv dist
 	$(BIN)/python tests/bench/startup.py $(BIN)/script-snaplayers dist/script-snaplayers

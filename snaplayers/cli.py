@@ -120,8 +120,11 @@ def cmd_status(args) -> int:
             continue
         status = _stack_for(data, args.sudo).status()
         age = time.time() - data["started"]
+        owner = data.get("owner") or {}
+        alive = {True: "runs", False: "is gone: a leftover", None: "unknown"}[status["owner_alive"]]
         print(f"{data['config'] or '-'} {data['host'] or '-'} {data['disk']}: {data['state']}, "
-              f"set up {age:.0f} s ago by pid {data['pid']}, device {data['device']}")
+              f"set up {age:.0f} s ago by pid {data['pid']}, device {data['device']}; "
+              f"Amanda process {owner.get('pid', '?')} {alive}")
         for token, what, alive in status["live"]:
             print(f"  {token:<24} {what or '-':<48} {'present' if alive else 'gone'}")
     return 0

@@ -12,7 +12,7 @@ from typing import Optional
 
 from .errors import Busy, SnaplayersError
 
-KEYS = ("version", "config", "host", "disk", "device", "dle_id", "pid", "started", "updated",
+KEYS = ("version", "config", "host", "disk", "device", "dle_id", "pid", "owner", "started", "updated",
         "state", "settings", "layers")
 VERSION = 1
 

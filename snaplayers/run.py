@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ class Runner:
 
     def run(self, argv: Sequence[str], accept: Sequence[int] = (0,)) -> Result:
         full = self.argv(argv)
-        log.info("+ %s", " ".join(full))
+        log.info("+ %s", shlex.join(full))      # quoted: a line can be pasted into a shell
         self.executed.append(full)
         start = time.monotonic()
         proc = self._spawn(full)

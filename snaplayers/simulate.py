@@ -32,6 +32,7 @@ class SimulatedSystem(Host):
         self.mappings: Dict[str, str] = {}          # dm name -> table
         self.mount_rows: List[dict] = []
         self.dirs = set()
+        self.processes: Dict[int, str] = {4242: "777"}   # pid -> start time; 4242 is Amanda's
         self.inject: Optional[Callable[[List[str]], Optional[tuple]]] = None
         self.next_md = 127
 
@@ -187,6 +188,12 @@ class SimulatedSystem(Host):
 
     def sleep(self, seconds):
         pass
+
+    def caller(self):
+        return {"pid": 4242, "start": self.processes.get(4242)}
+
+    def _start_time(self, pid):
+        return self.processes.get(pid)
 
     def wait_for(self, path, seconds=10.0):
         return self.exists(path)

@@ -42,7 +42,8 @@ class Stack:
         """Returns the mount point. On failure, whatever was built is torn down again."""
         self.recover()
         data = {"version": VERSION, **self.ident, "device": spec.format(),
-                "dle_id": self.ctx.dle_id, "pid": os.getpid(), "started": time.time(),
+                "dle_id": self.ctx.dle_id, "pid": os.getpid(), "owner": self.ctx.host.caller(),
+                "started": time.time(),
                 "state": "setting-up", "settings": asdict(self.ctx.settings), "layers": []}
         built: List[Layer] = []
         kinds = registry()
@@ -104,19 +105,25 @@ class Stack:
             raise invalid
 
     def recover(self) -> None:
-        """Before a set-up: a leftover stack is torn down if its set-up never finished, or if
-        it is older than stale-seconds; a recent complete one may still be read by another
-        Amanda run, so it is refused."""
+        """Before a set-up: a leftover stack is torn down if its set-up never finished, if the
+        Amanda process that made it (and would run its POST-DLE call) is gone, or if it is
+        older than stale-seconds; a recent complete one whose Amanda process still runs may
+        still be read, so it is refused."""
         data = self.journal.load()
         if data is None:
             return
         age = time.time() - data.get("started", 0)
         stale = self.ctx.settings.stale_seconds
-        if data.get("state") == "up" and age < stale:
+        owner = data.get("owner") or {}
+        alive = self.ctx.host.alive(owner)
+        if data.get("state") == "up" and age < stale and alive is not False:
             raise Busy(f"DLE {self.ident['disk']} was set up {age:.0f} s ago (stale-seconds "
-                       f"{stale}) and is still mounted at {self._mountpoint(data)}; if no Amanda "
-                       "run uses it, run 'snaplayers cleanup --disk ...'")
-        log.info("recovering leftover stack (state %s, %.0f s old)", data.get("state"), age)
+                       f"{stale}) by pid {owner.get('pid', '?')}, which "
+                       f"{'still runs' if alive else 'cannot be checked'}, and is still mounted at "
+                       f"{self._mountpoint(data)}; if no Amanda run uses it, run 'snaplayers "
+                       "cleanup --disk ...'")
+        why = "its Amanda process is gone" if alive is False else f"state {data.get('state')}"
+        log.info("recovering leftover stack (%s, %.0f s old)", why, age)
         try:
             self._teardown(data, self._layers_from(data)[::-1])
         except SnapshotInvalid:
@@ -132,4 +139,5 @@ class Stack:
             return None
         data["live"] = [(layer.rec["token"], layer.describe(), layer.exists())
                         for layer in self._layers_from(data)]
+        data["owner_alive"] = self.ctx.host.alive(data.get("owner") or {})
         return data

@@ -26,9 +26,40 @@ CLIENT = "storage0"
 # The example dumptypes, and which variant uses which: both styles are exercised.
 DUMPTYPE = {"lv-ext4": "snaplayers-gnutar"}
 DEFAULT_DUMPTYPE = "snaplayers-amgtar"
+HOLD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "script-testbed-hold")
+HOLD_DIR = "/run/testbed-hold"
+# The fault tier's configs: one DLE each, held after snaplayers' PRE-DLE-BACKUP (see HOLD)
+# so that a fault can happen while the dump runs; TBOVERFLOW's snapshot has 8 MiB of room.
+FAULTS = {"TBFAULT": ("md-part-ext4", "snaplayers-amgtar-held"),
+          "TBOVERFLOW": ("lv-ext4", "snaplayers-amgtar-small-held")}
+FAULT_DEFINITIONS = """
+define script-tool testbed-hold {
+    plugin "script-testbed-hold"
+    execute-where client
+    execute-on pre-dle-backup
+    order 6000
+}
+define script-tool snaplayers-small {
+    snaplayers
+    property "size" "8M"
+}
+define dumptype snaplayers-amgtar-held {
+    snaplayers-amgtar
+    script "testbed-hold"
+}
+define dumptype snaplayers-amgtar-small-held {
+    program "APPLICATION"
+    application "app-amgtar-snaplayers"
+    script "snaplayers-small"
+    script "testbed-hold"
+    auth "bsdtcp"
+    compress client fast
+    index yes
+}
+"""
 
 
-def server_conf(name: str) -> str:
+def server_conf(name: str, extra: str = "") -> str:
     examples = open(EXAMPLES).read()
     return f"""org "snaplayers testbed {name}"
 mailto ""
@@ -59,7 +90,7 @@ holdingdisk hd1 {{
 
 # --- from snaplayers' examples/amanda.conf, unchanged ---
 {examples}
-"""
+{extra}"""
 
 
 @dataclass
@@ -116,16 +147,30 @@ class Amanda:
         # the node's own /etc/hosts maps its address to its bare hostname
         return [name, f"{name}.{self.topo.network}", node, self.tb.ip(node)]
 
+    def configs(self) -> Dict[str, tuple]:
+        """Every config on the server: name -> (disklist, definitions added to amanda.conf)."""
+        out = {CONFIG: (self.disklist(), ""), BROKEN: (self.disklist(True), "")}
+        names = {v.name for v in self.topo.variants}
+        for name, (variant, dumptype) in FAULTS.items():
+            if variant in names:
+                v = self.topo.variant(variant)
+                out[name] = (f"{self.client_host} {variant} {self.topo.device(v)} {dumptype}\n",
+                             FAULT_DEFINITIONS)
+        return out
+
     def _server(self) -> None:
+        for name, (disklist, extra) in self.configs().items():
+            self.write_config(name, disklist, extra)
+
+    def write_config(self, name: str, disklist: str, extra: str = "") -> None:
         tb = self.tb
-        for name, broken in ((CONFIG, False), (BROKEN, True)):
-            base = f"/srv/amanda/{name}"
-            tb.exec(SERVER, ["sh", "-c", f"mkdir -p {base}/holding {base}/state/log {base}/state/index "
-                                         f"{base}/vtapes && for i in $(seq 1 20); do mkdir -p {base}/vtapes/slot$i; done "
-                                         f"&& chown -R backup:backup /srv/amanda"])
-            self.put(SERVER, f"/etc/amanda/{name}/amanda.conf", server_conf(name), owner="backup")
-            self.put(SERVER, f"/etc/amanda/{name}/disklist", self.disklist(broken), owner="backup")
-            tb.exec(SERVER, ["chown", "-R", "backup:backup", f"/etc/amanda/{name}"])
+        base = f"/srv/amanda/{name}"
+        tb.exec(SERVER, ["sh", "-c", f"mkdir -p {base}/holding {base}/state/log {base}/state/index "
+                                     f"{base}/vtapes && for i in $(seq 1 20); do mkdir -p {base}/vtapes/slot$i; done "
+                                     f"&& chown -R backup:backup /srv/amanda"])
+        self.put(SERVER, f"/etc/amanda/{name}/amanda.conf", server_conf(name, extra), owner="backup")
+        self.put(SERVER, f"/etc/amanda/{name}/disklist", disklist, owner="backup")
+        tb.exec(SERVER, ["chown", "-R", "backup:backup", f"/etc/amanda/{name}"])
         # amrecover runs on the server and talks to the server's own amindexd/amidxtaped
         hosts = "".join(f"{n} root amindexd amidxtaped\n{n} backup amdump\n" for n in self._names(SERVER))
         hosts += "localhost root amindexd amidxtaped\n"
@@ -142,11 +187,20 @@ class Amanda:
         self.put(CLIENT, "/etc/amanda/amanda-client.conf",
                  f'conf "{CONFIG}"\nindex_server "{self.server}"\ntape_server "{self.server}"\n'
                  'auth "bsdtcp"\n')
-        tb.exec(CLIENT, ["sh", "-c", "pgrep -x inetd >/dev/null || /usr/sbin/inetd"])
+        self.start_client()
+        # the fault tier's hold script, next to the plugin in Amanda's application dir
+        self.put(CLIENT, "/usr/lib/amanda/application/script-testbed-hold", open(HOLD).read(), mode=0o755)
+        tb.exec(CLIENT, ["sh", "-c", f"mkdir -p {HOLD_DIR} && chown backup:backup {HOLD_DIR}"])
 
-    def disklist(self, broken: bool = False) -> str:
+    def start_client(self) -> None:
+        """What the client's init does: inetd, which starts amandad for each request."""
+        self.tb.exec(CLIENT, ["sh", "-c", "pgrep -x inetd >/dev/null || /usr/sbin/inetd"])
+
+    def disklist(self, broken: bool = False, only=None) -> str:
         lines = ["# generated from the testbed topology: device = the encoded mount path"]
         for v in self.topo.variants:
+            if only is not None and v.name not in only:
+                continue
             dumptype = DUMPTYPE.get(v.name, DEFAULT_DUMPTYPE)
             lines.append(f"{self.client_host} {v.name} {self.topo.device(v)} {dumptype}")
         if broken:
@@ -186,13 +240,15 @@ class Amanda:
         return self.tb.exec(CLIENT, ["sh", "-c", "tail -n 40 /var/log/amanda/snaplayers/*.debug 2>/dev/null; "
                                                  "tail -n 30 /var/log/amanda/client/TB/*.debug 2>/dev/null | tail -n 60; true"])
 
-    def fetch(self, disk: str, dest: str, level_limit: int = 99) -> List[str]:
-        """amfetchdump every dump of disk (level 0 first) into dest; extracts them in order."""
+    def fetch(self, disk: str, dest: str, config: str = CONFIG, date: str = "") -> List[str]:
+        """amfetchdump every dump of disk (level 0 first; only those of `date`, as amadmin find
+        prints it, if given) into dest; extracts them in order."""
         tb = self.tb
+        stamp = re.sub(r"\D", "", date)
         tb.exec(SERVER, ["sh", "-c", f"rm -rf {dest} && mkdir -p {dest}/files {dest}/tree "
                                      f"&& chown backup:backup {dest}/files"])
-        tb.exec(SERVER, ["sh", "-c", f"cd {dest}/files && amfetchdump -a {CONFIG} {self.client_host} {disk}"],
-                user="backup")
+        tb.exec(SERVER, ["sh", "-c", f"cd {dest}/files && amfetchdump -a {config} {self.client_host} {disk} "
+                                     f"{stamp}"], user="backup")
         files = sorted(tb.exec(SERVER, ["ls", f"{dest}/files"]).split(),
                        key=lambda f: (int(f.rsplit(".", 1)[-1]), f))
         for f in files:

@@ -90,6 +90,13 @@ class Testbed:
             for node in (*self.topo.storage_hosts, self.topo.guest):
                 self.exec(node, ["sh", "-c", "mount -t configfs none /sys/kernel/config 2>/dev/null; true"])
 
+    def restart(self, node: str) -> None:
+        """Restart a node's container: all its processes die and its mounts go with its mount
+        namespace, while what it made in the kernel (LVs, md, dm, LIO) stays."""
+        with self.steps.step(f"restart {node}"):
+            self.client.containers.get(self.topo.container(node)).restart(timeout=0)
+            self.exec(node, ["sh", "-c", "mount -t configfs none /sys/kernel/config 2>/dev/null; true"])
+
     def converge(self) -> None:
         targets = []
         for host in self.topo.storage_hosts:

@@ -98,3 +98,12 @@ def default(prefix: str, names: Optional[List[str]] = None) -> Topology:
     if names:
         variants = [v for v in variants if v.name in names]
     return Topology(prefix=prefix, variants=variants)
+
+
+def scaling(prefix: str, n: int = 8) -> Topology:
+    """n DLEs of the production layout on storage0 (md RAID1 with a leg on each host, GPT,
+    ext4 on partition 1): what the scaling benchmark dumps 1, 4 and n of."""
+    s0, s1 = "storage0", "storage1"
+    variants = [Variant(f"dle{i}", (Volume(s0, f"vol{i:02d}", 96), Volume(s1, f"vol{i:02d}", 96)), 1, "ext4")
+                for i in range(n)]
+    return Topology(prefix=prefix, variants=variants)

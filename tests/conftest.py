@@ -69,20 +69,29 @@ def testbed(engine, node_image, steps, worker):
     assert not leaked, f"kernel objects leaked by testbed {tb.prefix}: {leaked}"
 
 
+@pytest.fixture(scope="session")
+def amanda(testbed):
+    """A real Amanda server next to the testbed; storage0 is its client."""
+    from testbed.amanda import Amanda
+    am = Amanda(testbed)
+    am.create()
+    return am
+
+
 def pytest_terminal_summary(terminalreporter):
     """The figures of issue #5: what was tried, what survived, what was lost or leaked."""
     import sys
-    faults = sys.modules.get("test_faults")
+    from figures import FIGURES
     api = sys.modules.get("test_script_api")
-    if not faults and not api:
+    if not FIGURES and not api:
         return
-    figures = dict(getattr(faults, "FIGURES", {}))
+    figures = dict(FIGURES)
     stats = terminalreporter.stats
     executed = getattr(api, "EXECUTED", [])
     rows = [("hostile inputs tried", len(executed)),
             ("commands they executed", sum(executed)),
             ("fault scenarios survived", figures.get("scenarios survived", 0)),
-            ("bytes compared (plugin as the Amanda user)", figures.get("bytes compared", 0)),
+            ("bytes compared (snapshot views, restores)", figures.get("bytes compared", 0)),
             ("bytes lost (in differing files)", figures.get("bytes lost", 0)),
             ("sudo denials expected", figures.get("sudo denials expected", 0)),
             ("sudo denials observed", figures.get("sudo denials observed", 0)),

@@ -59,6 +59,29 @@ class Host:
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
+    def caller(self) -> Dict[str, object]:
+        """The process that ran us (Amanda's sendbackup, sendsize or amandad): it is the one
+        that will run the matching POST-DLE call, so while it lives a stack is in use."""
+        pid = os.getppid()
+        return {"pid": pid, "start": self._start_time(pid)}
+
+    def alive(self, caller: Dict[str, object]) -> Optional[bool]:
+        """Is that process still running? None when it cannot be told (no pid, or pid 1)."""
+        pid = caller.get("pid") if isinstance(caller, dict) else None
+        if not isinstance(pid, int) or pid <= 1 or caller.get("start") is None:
+            return None
+        return self._start_time(pid) == caller["start"]     # a reused pid has another start
+
+    def _start_time(self, pid: int) -> Optional[str]:
+        try:
+            stat = self.read(f"/proc/{pid}/stat")
+        except OSError:
+            return None
+        fields = stat.rpartition(")")[2].split()
+        if fields[0] in ("Z", "X"):                          # killed, not yet reaped: gone
+            return None
+        return fields[19]                                    # field 22: starttime
+
     def wait_for(self, path: str, seconds: float = 10.0) -> bool:
         """Device nodes appear shortly after the kernel creates them (devtmpfs or udev)."""
         deadline = time.monotonic() + seconds

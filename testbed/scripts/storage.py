@@ -61,6 +61,14 @@ def create(spec):
     return {"loop": loop, "luns": luns}
 
 
+def tpg(spec):
+    """Disable (drops its sessions and refuses logins, as a target restart does) or enable."""
+    if spec["action"] not in ("enable", "disable"):
+        sys.exit(f"tpg: unknown action {spec['action']!r}")
+    targetcli([f"/iscsi/{spec['iqn']}/tpg1 {spec['action']}"])
+    return {spec["iqn"]: spec["action"] + "d"}
+
+
 if __name__ == "__main__":
     action, spec = sys.argv[1], json.loads(sys.argv[2])
-    print(json.dumps({"create": create}[action](spec)))
+    print(json.dumps({"create": create, "tpg": tpg}[action](spec)))

@@ -5,17 +5,10 @@ import re
 
 import pytest
 
-from testbed.amanda import BROKEN, CLIENT, Amanda, ok_dumps
+from testbed.amanda import BROKEN, CLIENT, ok_dumps
 from testbed.backup import dump_while_writing, table, verify
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="session")
-def amanda(testbed):
-    am = Amanda(testbed)
-    am.create()
-    return am
 
 
 def test_amcheck_passes_with_the_whole_stack_set_up(amanda):

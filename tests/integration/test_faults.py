@@ -10,12 +10,9 @@ from testbed.topology import MOUNT_BASE
 
 pytestmark = pytest.mark.integration
 
+from figures import record
+
 PLUGIN = "/usr/lib/amanda/application/script-snaplayers"
-FIGURES = {}
-
-
-def record(key, n=1):
-    FIGURES[key] = FIGURES.get(key, 0) + n
 
 
 def as_backup(testbed, command, variant, *extra, device=None):
@@ -173,3 +170,46 @@ def test_sudo_denies_everything_outside_the_generated_rules(testbed):
     assert code == 0
     record("sudo denials expected", len(DENIED))
     record("sudo denials observed", denied)
+
+
+def test_the_origin_array_assembled_on_the_storage_host_is_never_what_is_mounted(testbed):
+    """As udev incremental assembly would do on the storage host: the leg's own array is up
+    there, mounted read-write. (A leg LIO exports cannot be assembled: LIO holds it
+    exclusively, mdadm says "busy"; so this leg is one the host itself uses.) The plugin must
+    mount its snapshot's copy of the array, never the origin, and leave the origin as it was."""
+    vg = testbed.topo.vg("storage0")
+    lv = "hostleg"
+    leg = f"/dev/mapper/{vg.replace('-', '--')}-{lv}"
+    origin = f"/dev/md/{testbed.prefix}-hostleg"
+    mnt = f"/srv/{testbed.prefix}/hostleg"
+    device = f"{MOUNT_BASE}/lvm={vg}+{lv},raid1"
+    testbed.exec("storage0", ["sh", "-c", f"""set -e
+        lvcreate -q -y -Wn -L 64M -n {lv} {vg}
+        mdadm --create {origin} --run --level=1 --raid-devices=2 --metadata=1.2 {leg} missing
+        mkfs.ext4 -q {origin}
+        mkdir -p {mnt} && mount {origin} {mnt} && cp -a /usr/share/doc/lvm2 /usr/share/doc/mdadm {mnt}/
+        sync"""])
+    try:
+        expected = testbed.python("storage0", "guest.py", "manifest", {"root": mnt})["manifest"]
+        uuid = testbed.exec("storage0", ["mdadm", "--detail", "--export", origin])
+        code, out, err = as_backup(testbed, "PRE-DLE-BACKUP", "hostleg", device=device)
+        assert (code, err) == (0, ""), err
+        # what is mounted is a dm mapping over an md array over the snapshot, not the origin
+        source = testbed.exec("storage0", ["findmnt", "-n", "-o", "SOURCE", device]).strip()
+        chain = testbed.exec("storage0", ["lsblk", "-s", "-n", "-r", "-o", "NAME", source]).split()
+        origin_kernel = testbed.exec("storage0", ["readlink", "-f", origin]).strip().rsplit("/", 1)[-1]
+        assert origin_kernel not in chain and any(n.endswith("hostleg.amsnap") for n in chain), chain
+        assert "MD_DEVNAME=snaplayers-" in testbed.exec("storage0", ["mdadm", "--detail", "--export", source])
+        seen = testbed.python("storage0", "guest.py", "manifest", {"root": device})["manifest"]
+        record("bytes compared", int(testbed.exec("storage0", ["du", "-sb", device]).split()[0]))
+        assert seen == expected
+        code, out, err = as_backup(testbed, "POST-DLE-BACKUP", "hostleg", device=device)
+        assert code == 0, err
+        # the origin is as it was: same array, same UUID, still mounted read-write
+        assert testbed.exec("storage0", ["mdadm", "--detail", "--export", origin]) == uuid
+        assert testbed.exec("storage0", ["findmnt", "-n", "-o", "OPTIONS", mnt]).startswith("rw")
+    finally:
+        testbed.exec("storage0", ["sh", "-c", f"umount {mnt}; mdadm --stop {origin}; "
+                                              f"lvremove -q -y {vg}/{lv}; rm -f {origin}; true"])
+    nothing_left(testbed)
+    record("scenarios survived")

@@ -74,6 +74,25 @@ def test_recent_complete_stack_is_refused_as_busy(world, spec):
     assert len(world.kernel_objects()["mounts"]) == 1   # the other run's stack is untouched
 
 
+def test_complete_stack_of_a_dead_amanda_run_is_torn_down_at_once(world, spec):
+    """amdump killed after PRE-DLE-BACKUP: nobody will run POST-DLE-BACKUP, so the next run
+    must not wait out stale-seconds."""
+    world.stack().setup(spec("lvm=data0+vol02"))
+    world.system.processes.pop(4242)          # sendbackup is gone
+    before = len(world.runner.executed)
+    world.stack().setup(spec("lvm=data0+vol02"))
+    cmds = [c[0] for c in world.commands()[before:]]
+    assert cmds.index("umount") < cmds.index("lvremove") < cmds.index("lvcreate")
+    assert len(world.kernel_objects()["mounts"]) == 1
+
+
+def test_a_reused_pid_is_not_taken_for_the_amanda_run(world, spec):
+    world.stack().setup(spec("lvm=data0+vol02"))
+    world.system.processes[4242] = "999"      # same pid, another process
+    world.stack().setup(spec("lvm=data0+vol02"))
+    assert len(world.kernel_objects()["mounts"]) == 1
+
+
 def test_stale_stack_is_torn_down_before_a_new_set_up(world, spec):
     stack = world.stack()
     stack.setup(spec("lvm=data0+vol02"))
@@ -206,3 +225,29 @@ def test_journal_write_is_atomic_when_interrupted(tmp_path, monkeypatch):
 def test_journal_rejects_unknown_keys(tmp_path):
     with pytest.raises(ValueError):
         Journal(str(tmp_path), "abc").write({"version": 1, "surprise": 1})
+
+
+def test_the_caller_is_read_from_proc_and_told_apart_from_a_reused_pid():
+    from snaplayers.layers import Host
+    host = Host()
+    me = host.caller()
+    assert me["pid"] == os.getppid() and host.alive(me) is True
+    assert host.alive({"pid": me["pid"], "start": "1"}) is False
+    assert host.alive({"pid": 0, "start": None}) is None and host.alive({}) is None
+
+
+def test_a_killed_but_unreaped_caller_counts_as_gone():
+    import signal
+    import subprocess
+    from snaplayers.layers import Host
+    child = subprocess.Popen(["sleep", "60"])
+    host = Host()
+    start = host._start_time(child.pid)
+    assert host.alive({"pid": child.pid, "start": start}) is True
+    os.kill(child.pid, signal.SIGKILL)
+    for _ in range(100):          # until the kernel has made it a zombie; we do not reap it yet
+        if open(f"/proc/{child.pid}/stat").read().rpartition(")")[2].split()[0] == "Z":
+            break
+        time.sleep(0.01)
+    assert host.alive({"pid": child.pid, "start": start}) is False
+    child.wait()

@@ -1,0 +1,192 @@
+"""Faults through the real Amanda (issue #5): amdump killed after PRE-DLE-BACKUP, a snapshot
+that overflows while Amanda dumps, the guest's iSCSI session dropped and restored, the storage
+host's container restarted in the middle of a dump. Every fault happens while the dump is held
+right after snaplayers' PRE-DLE-BACKUP (testbed/scripts/script-testbed-hold), so it lands at
+the same point every run. Amanda must report a failed dump, never an OK one made from a bad
+snapshot, and the next run must work and restore byte for byte."""
+
+import threading
+import time
+
+import pytest
+from figures import record
+
+from testbed.amanda import CLIENT, FAULTS, HOLD_DIR, SERVER
+from testbed.topology import MOUNT_BASE
+
+pytestmark = pytest.mark.e2e
+
+FAULT, OVERFLOW = "TBFAULT", "TBOVERFLOW"
+
+
+class HeldDump:
+    """amdump of a fault config in the background, held after PRE-DLE-BACKUP until go()."""
+
+    def __init__(self, amanda, config):
+        self.am, self.tb, self.config = amanda, amanda.tb, config
+        self.disk = FAULTS[config][0]
+        self.result = None
+        self.tb.exec(CLIENT, ["rm", "-f", f"{HOLD_DIR}/{self.disk}.held", f"{HOLD_DIR}/{self.disk}.go"])
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 600
+        while self.tb.run(CLIENT, ["test", "-e", f"{HOLD_DIR}/{self.disk}.held"])[0] != 0:
+            assert self.thread.is_alive(), f"amdump {config} ended before its dump was held: {self.result}"
+            assert time.monotonic() < deadline, f"amdump {config} never reached PRE-DLE-BACKUP"
+            time.sleep(0.5)
+
+    def _run(self):
+        self.result = self.am.amdump(self.config)
+
+    def go(self):
+        self.tb.exec(CLIENT, ["touch", f"{HOLD_DIR}/{self.disk}.go"])
+
+    def join(self):
+        self.thread.join(1800)
+        return self.result
+
+
+def kill_amanda(amanda, config):
+    """The server side first (no retry is scheduled), then the client's sendbackup and the
+    held script: POST-DLE-BACKUP never runs."""
+    amanda.as_backup("amcleanup", "-k", config)
+    amanda.tb.exec(CLIENT, ["sh", "-c", "pkill -9 -x sendbackup; "
+                                        "pkill -9 -f '^/bin/sh /usr/lib/amanda/application/script-testbed-'; true"])
+
+
+def status(tb):
+    return tb.exec(CLIENT, ["snaplayers", "status"], user="backup")
+
+
+def nothing_left(tb):
+    assert status(tb).strip() == "no stacks recorded"
+    assert ".amsnap" not in tb.exec(CLIENT, ["lvs", "--noheadings", "-o", "lv_name"])
+    assert "snaplayers-" not in tb.exec(CLIENT, ["dmsetup", "ls"])
+    assert MOUNT_BASE not in tb.exec(CLIENT, ["cat", "/proc/self/mountinfo"])
+
+
+def full_dump(amanda, config):
+    """amdump with nothing held and a level 0 forced (as an admin does after a failure);
+    returns the new OK dump's date."""
+    tb = amanda.tb
+    disk = FAULTS[config][0]
+    tb.exec(CLIENT, ["sh", "-c", f"touch {HOLD_DIR}/{disk}.go"])
+    amanda.as_backup("amadmin", config, "force", amanda.client_host, disk)
+    before = {d.date for d in amanda.dumps(config)}
+    code, _ = amanda.amdump(config)
+    new = [d for d in amanda.dumps(config) if d.date not in before and d.status.split()[-1:] == ["OK"]]
+    assert code == 0 and len(new) == 1 and new[0].level == 0, amanda.report(config)
+    return new[0].date
+
+
+def restored_exact(amanda, config, date, expected):
+    """amfetchdump of that run's dump against the guest's manifest, byte for byte."""
+    disk = FAULTS[config][0]
+    dest = f"/srv/restore/{config}/{disk}"
+    amanda.fetch(disk, dest, config=config, date=date)
+    seen = amanda.manifest(f"{dest}/tree")
+    record("bytes compared", int(amanda.tb.exec(SERVER, ["du", "-sb", "--exclude=live", f"{dest}/tree"]).split()[0]))
+    if seen != expected:
+        record("bytes lost", 1)
+    return seen == expected
+
+
+def test_amdump_killed_after_pre_dle_backup_is_cleaned_up_by_the_next_run(amanda):
+    tb = amanda.tb
+    disk = FAULTS[FAULT][0]
+    held = HeldDump(amanda, FAULT)
+    kill_amanda(amanda, FAULT)
+    held.join()
+    # the stack is still up, and the plugin knows whose it was: sendbackup, now gone
+    shown = status(tb)
+    assert f"{FAULT} {amanda.client_host} {disk}: up" in shown and "is gone: a leftover" in shown, shown
+    # the next run recovers it at once (not after stale-seconds) and dumps
+    date = full_dump(amanda, FAULT)
+    assert restored_exact(amanda, FAULT, date, tb.manifest(disk))
+    nothing_left(tb)
+    # killed again: this time the admin's own command removes it
+    held = HeldDump(amanda, FAULT)
+    kill_amanda(amanda, FAULT)
+    held.join()
+    assert "is gone: a leftover" in status(tb)
+    out = tb.exec(CLIENT, ["snaplayers", "cleanup"], user="backup")
+    assert "cleanup: 1 torn down, 0 failed" in out, out
+    nothing_left(tb)
+    record("scenarios survived")
+
+
+def test_a_snapshot_overflowing_during_the_dump_is_a_failed_dump(amanda):
+    tb = amanda.tb
+    disk = FAULTS[OVERFLOW][0]
+    big = f"{tb.mountpoint(disk)}/big"
+    before = {d.date for d in amanda.dumps(OVERFLOW)}
+    held = HeldDump(amanda, OVERFLOW)
+    try:
+        # while Amanda is about to read the snapshot, the guest writes 3x its 8 MiB of room
+        tb.exec("guest0", ["sh", "-c", f"dd if=/dev/urandom of={big} bs=1M count=24 conv=fsync status=none"])
+        held.go()
+        code, _ = held.join()
+        report = amanda.report(OVERFLOW)
+        # that attempt is FAILED, with the plugin's reason in Amanda's own report
+        failed = [ln for ln in report.splitlines() if f"{disk} lev 0" in ln and "FAILED" in ln]
+        assert failed and "overflowed" in failed[0] and "POST-DLE-BACKUP" in failed[0], report
+        # Amanda retried with a new snapshot; the only OK dump is that retry, and it is a true
+        # copy of the guest as it is now (the big file included)
+        new = [d for d in amanda.dumps(OVERFLOW) if d.date not in before]
+        oks = [d for d in new if d.status.split()[-1:] == ["OK"]]
+        assert any("overflowed" in d.status for d in new if d not in oks), new
+        assert len(oks) <= 1, new
+        if oks:
+            now = tb.python("guest0", "guest.py", "manifest", {"root": tb.mountpoint(disk)})["manifest"]
+            assert restored_exact(amanda, OVERFLOW, oks[0].date, now)
+        nothing_left(tb)
+    finally:
+        tb.exec("guest0", ["rm", "-f", big])
+    record("scenarios survived")
+
+
+def test_an_iscsi_session_dropped_and_restored_between_backups(amanda):
+    tb = amanda.tb
+    disk = FAULTS[FAULT][0]
+    iqn = tb.topo.iqn(CLIENT)
+    states = f"for s in /sys/class/iscsi_session/session*; do grep -qx {iqn} $s/targetname && cat $s/state; done; true"
+    assert tb.exec("guest0", ["sh", "-c", states]).split() == ["LOGGED_IN"]
+    # the target refuses logins and drops its session, as a target restart does
+    tb.python(CLIENT, "storage.py", "tpg", {"iqn": iqn, "action": "disable"})
+    try:
+        wait_for(lambda: tb.exec("guest0", ["sh", "-c", states]).split() != ["LOGGED_IN"], "the session to drop")
+    finally:
+        tb.python(CLIENT, "storage.py", "tpg", {"iqn": iqn, "action": "enable"})
+    # open-iscsi logs in again by itself (I/O was queued, not failed)
+    wait_for(lambda: tb.exec("guest0", ["sh", "-c", states]).split() == ["LOGGED_IN"], "the session to return", 180)
+    # both legs of the guest's array are still in it
+    md = tb.exec("guest0", ["findmnt", "-n", "-o", "SOURCE", tb.mountpoint(disk)]).strip()
+    detail = tb.exec("guest0", ["sh", "-c", f"mdadm --detail $(echo {md} | sed 's/p[0-9]*$//')"])
+    assert "Active Devices : 2" in detail, detail
+    date = full_dump(amanda, FAULT)
+    assert restored_exact(amanda, FAULT, date, tb.manifest(disk))
+    nothing_left(tb)
+    record("scenarios survived")
+
+
+def test_the_storage_host_restarted_in_the_middle_of_a_dump(amanda):
+    tb = amanda.tb
+    disk = FAULTS[FAULT][0]
+    held = HeldDump(amanda, FAULT)
+    amanda.as_backup("amcleanup", "-k", FAULT)      # its server side cannot outlive the client here
+    tb.restart(CLIENT)                               # every process on it dies; the kernel keeps its objects
+    amanda.start_client()
+    held.join()
+    shown = status(tb)
+    assert "is gone: a leftover" in shown and "present" in shown, shown
+    date = full_dump(amanda, FAULT)
+    assert restored_exact(amanda, FAULT, date, tb.manifest(disk))
+    nothing_left(tb)
+    record("scenarios survived")
+
+
+def wait_for(condition, what, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
