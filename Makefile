@@ -9,7 +9,7 @@ HOST_PACKAGES := sudo python3-venv qemu-system-x86 mmdebstrap busybox-static cpi
                  openssh-client e2fsprogs xz-utils ca-certificates
 PYTEST_ARGS ?=
 
-.PHONY: deps venv test unit dist bench bench-startup clean testbed testbed-down
+.PHONY: deps venv test unit dist bench bench-startup clean testbed testbed-down matrix
 
 # A live testbed and one verified backup; it stays up for exploring (make testbed-down).
 testbed: venv
@@ -53,6 +53,14 @@ test: venv
 	  if pgrep -f "$${XDG_CACHE_HOME:-$$HOME/.cache}/snaplayers-testbed/run/vm-" >/dev/null; then \
 	    echo "FAIL: qemu left running after engine down"; rc=1; fi; \
 	fi; exit $$rc
+
+# The end-to-end tier once per cell: Debian suite of the nodes x guest kernel (tests/matrix/).
+# MATRIX_CELLS="bookworm/6.1 trixie/6.12" picks cells; MATRIX_JOBS cells run side by side.
+MATRIX_JOBS ?= 2
+matrix: venv
+	@$(BIN)/pytest -p no:cacheprovider -n $(MATRIX_JOBS) tests/matrix/cells.py $(PYTEST_ARGS); rc=$$?; \
+	if [ -z "$$TESTBED_KEEP" ]; then for k in 6.1 6.12; do $(BIN)/testbed --kernel $$k engine down || rc=1; done; fi; \
+	exit $$rc
 
 # The plugin as one standalone file, as Amanda's application directory wants it.
 dist: venv

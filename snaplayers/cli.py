@@ -8,7 +8,6 @@ import shlex
 import sys
 import tempfile
 import time
-from typing import List, Optional
 
 from . import __version__
 from .errors import BadInput, SnaplayersError
@@ -55,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
@@ -184,10 +183,28 @@ def build_zipapp(target: str, interpreter: str = "/usr/bin/python3") -> None:
     with tempfile.TemporaryDirectory(prefix="snaplayers-zipapp.") as tmp:
         shutil.copytree(package, os.path.join(tmp, "snaplayers"),
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        _compile_for_zipimport(tmp)
+        # -I: no PYTHON* variables or user site from Amanda's environment; -S: the standard
+        # library is all it needs, and site's imports are a good part of the start-up time
+        if os.path.isabs(interpreter) and " " not in interpreter:
+            interpreter += " -IS"
         zipapp.create_archive(tmp, partial, interpreter=interpreter,
                               main="snaplayers.amanda:_zipapp_main", compressed=False)
         os.chmod(partial, 0o755)
         os.replace(partial, target)
+
+
+def _compile_for_zipimport(tree: str) -> None:
+    """module.pyc next to module.py, which zipimport loads instead of compiling the source on
+    every start; unchecked hash, since a zip member's mtime means nothing. Another Python's
+    interpreter sees a foreign magic number and falls back to the source."""
+    import py_compile
+    for d, _, files in os.walk(tree):
+        for f in files:
+            if f.endswith(".py"):
+                src = os.path.join(d, f)
+                py_compile.compile(src, cfile=src + "c", dfile=os.path.relpath(src, tree), doraise=True,
+                                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
 
 
 COMMANDS = {"plan": cmd_plan, "status": cmd_status, "cleanup": cmd_cleanup,

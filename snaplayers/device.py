@@ -8,7 +8,6 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Optional, Tuple
 
 from .errors import BadInput, show
 
@@ -63,7 +62,7 @@ Layer = object  # Lvm | Raid1 | Part; kept loose for Python 3.9
 @dataclass(frozen=True)
 class DeviceSpec:
     mount_base: str
-    layers: Tuple[object, ...]
+    layers: tuple[object, ...]
     trailing_slash: bool = False
 
     @property
@@ -152,7 +151,7 @@ def _check_order(layers) -> None:
         raise BadInput("duplicate layer 'raid1': one md array per stack")
 
 
-def parse(device: str, mount_base: Optional[str] = None) -> DeviceSpec:
+def parse(device: str, mount_base: str | None = None) -> DeviceSpec:
     """Parse and validate a device field. mount_base defaults to the field's parent directory."""
     if not isinstance(device, str) or device == "":
         raise BadInput("empty device field")

@@ -8,7 +8,6 @@ import fcntl
 import json
 import os
 import time
-from typing import Optional
 
 from .errors import Busy, SnaplayersError
 
@@ -26,7 +25,7 @@ class Journal:
         self.state_dir = state_dir
         self.path = os.path.join(state_dir, f"{dle_id}.json")
 
-    def load(self) -> Optional[dict]:
+    def load(self) -> dict | None:
         try:
             with open(self.path) as f:
                 data = json.load(f)

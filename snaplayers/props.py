@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
 
 from . import device as devicefield
 from .errors import BadInput, show
@@ -100,9 +99,9 @@ PROPERTIES = {
 }
 
 
-def settings_from(props: Dict[str, str], defaults: Optional[Dict[str, object]] = None) -> Settings:
+def settings_from(props: dict[str, str], defaults: dict[str, object] | None = None) -> Settings:
     """Build Settings from `--name value` pairs already split by the caller."""
-    values: Dict[str, object] = dict(defaults or {})
+    values: dict[str, object] = dict(defaults or {})
     for name, value in props.items():
         if name not in PROPERTIES:
             raise BadInput(f"unknown option --{name}")
@@ -118,22 +117,22 @@ class Call:
     """One Amanda Script API call, as argv delivered it."""
 
     command: str
-    execute_where: Optional[str] = None
-    config: Optional[str] = None
-    host: Optional[str] = None
-    disk: Optional[str] = None
-    device: Optional[str] = None
-    timestamp: Optional[str] = None
-    levels: List[int] = field(default_factory=list)
-    outcome: Optional[str] = None     # success / failed, from newer Amanda's post calls
-    properties: Dict[str, str] = field(default_factory=dict)
+    execute_where: str | None = None
+    config: str | None = None
+    host: str | None = None
+    disk: str | None = None
+    device: str | None = None
+    timestamp: str | None = None
+    levels: list[int] = field(default_factory=list)
+    outcome: str | None = None     # success / failed, from newer Amanda's post calls
+    properties: dict[str, str] = field(default_factory=dict)
 
 
 _STANDARD = ("execute-where", "config", "host", "disk", "device", "timestamp")
 _FLAGS = ("success", "failed")
 
 
-def parse_call(argv: List[str]) -> Call:
+def parse_call(argv: list[str]) -> Call:
     """`COMMAND --opt value ...`; commands in either case, options in '-' or '_' spelling."""
     if not argv:
         raise BadInput("no command given (expected support, PRE-DLE-BACKUP, ...)")

@@ -8,7 +8,7 @@ import shlex
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from collections.abc import Sequence
 
 from . import tools
 from .errors import CommandFailed
@@ -18,7 +18,7 @@ log = logging.getLogger("snaplayers.run")
 
 @dataclass
 class Result:
-    argv: List[str]
+    argv: list[str]
     returncode: int
     stdout: str
     stderr: str
@@ -33,9 +33,9 @@ class Runner:
 
     def __init__(self, sudo: str = "auto"):
         self.use_sudo = sudo == "yes" or (sudo == "auto" and os.geteuid() != 0)
-        self.executed: List[List[str]] = []
+        self.executed: list[list[str]] = []
 
-    def argv(self, argv: Sequence[str]) -> List[str]:
+    def argv(self, argv: Sequence[str]) -> list[str]:
         full = [tools.path(argv[0]), *argv[1:]]
         # -n: a password prompt is an error, never a hang
         return [tools.path("sudo"), "-n", *full] if self.use_sudo else full
@@ -53,7 +53,7 @@ class Runner:
             raise CommandFailed(full, proc.returncode, proc.stderr)
         return proc
 
-    def _spawn(self, full: List[str]) -> Result:
+    def _spawn(self, full: list[str]) -> Result:
         env = {"PATH": tools.SAFE_PATH, "LC_ALL": "C", "LANG": "C"}
         try:
             proc = subprocess.run(full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -72,8 +72,8 @@ class ScriptedRunner(Runner):
         super().__init__(sudo)
         self.answer = answer or (lambda argv: None)
 
-    def _spawn(self, full: List[str]) -> Result:
+    def _spawn(self, full: list[str]) -> Result:
         bare = full[2:] if self.use_sudo else full
-        reply: Optional[tuple] = self.answer([os.path.basename(bare[0]), *bare[1:]])
+        reply: tuple | None = self.answer([os.path.basename(bare[0]), *bare[1:]])
         code, out = reply if reply is not None else (0, "")
         return Result(full, code, out, "" if code == 0 else "scripted failure")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import Callable, Dict, List, Optional
+from typing import Callable
 
 from .device import dm_name
 from .layers import Host
@@ -24,16 +24,16 @@ class SimulatedSystem(Host):
         self.permissive = permissive
         self.suffix = suffix
         self.fstype = fstype
-        self.lvs: Dict[str, dict] = {}
-        self.members: Dict[str, str] = {}           # device -> md level its superblock says
-        self.tables: Dict[str, Dict[int, tuple]] = {}  # device -> {n: (start, sectors)}
-        self.fstypes: Dict[str, str] = {}
-        self.arrays: Dict[str, dict] = {}           # /dev/md/NAME -> {uuid, level, kernel}
-        self.mappings: Dict[str, str] = {}          # dm name -> table
-        self.mount_rows: List[dict] = []
+        self.lvs: dict[str, dict] = {}
+        self.members: dict[str, str] = {}           # device -> md level its superblock says
+        self.tables: dict[str, dict[int, tuple]] = {}  # device -> {n: (start, sectors)}
+        self.fstypes: dict[str, str] = {}
+        self.arrays: dict[str, dict] = {}           # /dev/md/NAME -> {uuid, level, kernel}
+        self.mappings: dict[str, str] = {}          # dm name -> table
+        self.mount_rows: list[dict] = []
         self.dirs = set()
-        self.processes: Dict[int, str] = {4242: "777"}   # pid -> start time; 4242 is Amanda's
-        self.inject: Optional[Callable[[List[str]], Optional[tuple]]] = None
+        self.processes: dict[int, str] = {4242: "777"}   # pid -> start time; 4242 is Amanda's
+        self.inject: Callable[[list[str]], tuple | None] | None = None
         self.next_md = 127
 
     # -- model helpers --------------------------------------------------------------------
@@ -45,22 +45,22 @@ class SimulatedSystem(Host):
     def runner(self, sudo: str = "no") -> ScriptedRunner:
         return ScriptedRunner(self.answer, sudo=sudo)
 
-    def _lv(self, name: str) -> Optional[dict]:
+    def _lv(self, name: str) -> dict | None:
         if name not in self.lvs and self.permissive and "/" in name:
             vg, lv = name.split("/", 1)
             if not lv.endswith(self.suffix):
                 self.add_lv(vg, lv)
         return self.lvs.get(name)
 
-    def _member_level(self, dev: str) -> Optional[str]:
+    def _member_level(self, dev: str) -> str | None:
         return self.members.get(dev, "raid1" if self.permissive else None)
 
-    def _table(self, dev: str) -> Dict[int, tuple]:
+    def _table(self, dev: str) -> dict[int, tuple]:
         return self.tables.get(dev) or ({n: (2048 * n, GiB_SECTORS // 4) for n in range(1, 129)}
                                         if self.permissive else {})
 
     # -- commands -------------------------------------------------------------------------
-    def answer(self, argv: List[str]) -> Optional[tuple]:
+    def answer(self, argv: list[str]) -> tuple | None:
         if self.inject:
             reply = self.inject(argv)
             if reply is not None:
@@ -145,7 +145,7 @@ class SimulatedSystem(Host):
         return (0, "") if len(self.mount_rows) < before else (32, "")
 
     # -- live reads (Host) ----------------------------------------------------------------
-    def _kernel_nodes(self) -> Dict[str, str]:
+    def _kernel_nodes(self) -> dict[str, str]:
         nodes = {}
         for path, arr in self.arrays.items():
             nodes[path] = f"/dev/{arr['kernel']}"

@@ -7,7 +7,6 @@ import logging
 import os
 import time
 from dataclasses import asdict
-from typing import List, Optional
 
 from .device import DeviceSpec
 from .errors import Busy, SnaplayersError, SnapshotInvalid
@@ -22,7 +21,7 @@ def dle_id(config: str, host: str, disk: str) -> str:
     return hashlib.sha256(f"{config}\0{host}\0{disk}".encode()).hexdigest()[:12]
 
 
-def required_tools(spec: DeviceSpec) -> List[str]:
+def required_tools(spec: DeviceSpec) -> list[str]:
     kinds = registry()
     needed = {t for layer in spec.layers for t in kinds[layer.kind].tools}
     return sorted(needed | set(kinds["mount"].tools))
@@ -45,10 +44,10 @@ class Stack:
                 "dle_id": self.ctx.dle_id, "pid": os.getpid(), "owner": self.ctx.host.caller(),
                 "started": time.time(),
                 "state": "setting-up", "settings": asdict(self.ctx.settings), "layers": []}
-        built: List[Layer] = []
+        built: list[Layer] = []
         kinds = registry()
         try:
-            parent: Optional[Layer] = None
+            parent: Layer | None = None
             for token in (*spec.layers, None):
                 cls = kinds[token.kind if token is not None else "mount"]
                 layer = cls.plan(self.ctx, token, parent, spec)
@@ -80,15 +79,15 @@ class Stack:
         self._teardown(data, self._layers_from(data)[::-1])
         return True
 
-    def _layers_from(self, data: dict) -> List[Layer]:
+    def _layers_from(self, data: dict) -> list[Layer]:
         kinds = registry()
         return [kinds[rec["kind"]](self.ctx, rec) for rec in data["layers"]]
 
-    def _teardown(self, data: dict, top_down: List[Layer]) -> None:
+    def _teardown(self, data: dict, top_down: list[Layer]) -> None:
         """Top-down; stops at the first layer that refuses (nothing under a busy mount is
         touched), but an overflowed snapshot is removed first and reported after."""
         data["state"] = "tearing-down"
-        invalid: Optional[SnapshotInvalid] = None
+        invalid: SnapshotInvalid | None = None
         for layer in top_down:
             log.info("tear down %s", layer.rec["token"])
             try:
@@ -133,7 +132,7 @@ class Stack:
     def _mountpoint(data: dict) -> str:
         return next((r["mountpoint"] for r in data["layers"] if r["kind"] == "mount"), "?")
 
-    def status(self) -> Optional[dict]:
+    def status(self) -> dict | None:
         data = self.journal.load()
         if data is None:
             return None

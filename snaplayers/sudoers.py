@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from typing import Dict, List, Sequence, Tuple
+from collections.abc import Sequence
 
 from . import tools
 from .device import check_path
@@ -27,7 +27,7 @@ def ere_escape(text: str) -> str:
     return re.sub(r"([.\[\]()*+?{}|^$\\])", r"\\\1", text)
 
 
-def placeholders(mount_base: str, suffix: str) -> Dict[str, str]:
+def placeholders(mount_base: str, suffix: str) -> dict[str, str]:
     snapdev = f"/dev/mapper/{DMNAME}{ere_escape(suffix)}"
     mapdev = f"/dev/mapper/snaplayers-{ID}-[0-9]{{1,2}}p[0-9]{{1,3}}"
     md = f"/dev/md/snaplayers-{ID}"
@@ -48,7 +48,7 @@ def placeholders(mount_base: str, suffix: str) -> Dict[str, str]:
     }
 
 
-def rules(mount_base: str, suffix: str) -> List[Tuple[str, str]]:
+def rules(mount_base: str, suffix: str) -> list[tuple[str, str]]:
     """(absolute command path, anchored ERE over the joined arguments) for every template."""
     values = placeholders(mount_base, suffix)
     out = []
@@ -79,7 +79,7 @@ def _wildcard(regex: str) -> str:
     for word in regex[1:-1].split(" "):
         literal = not re.search(r"[\[\]()*+?{}|^$\\]", word)
         words.append(word if literal else "*")
-    collapsed: List[str] = []
+    collapsed: list[str] = []
     for word in words:
         if not (word == "*" and collapsed and collapsed[-1] == "*"):
             collapsed.append(word)

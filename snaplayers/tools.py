@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Dict, Iterable, List
+from collections.abc import Iterable
 
 from .errors import MissingTools
 
@@ -13,7 +13,7 @@ from .errors import MissingTools
 SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 # tool -> (default absolute path on merged-/usr Debian and RPM systems, package that ships it)
-TOOLS: Dict[str, tuple] = {
+TOOLS: dict[str, tuple] = {
     "lvs": ("/usr/sbin/lvs", "lvm2"),
     "lvcreate": ("/usr/sbin/lvcreate", "lvm2"),
     "lvremove": ("/usr/sbin/lvremove", "lvm2"),
@@ -35,7 +35,7 @@ def path(tool: str) -> str:
 
 def check(tools: Iterable[str]) -> None:
     """Report every missing tool at once, before anything is touched."""
-    missing: List[str] = []
+    missing: list[str] = []
     for tool in sorted(set(tools)):
         if not os.access(path(tool), os.X_OK):
             missing.append(f"{tool} (package {TOOLS[tool][1]})")

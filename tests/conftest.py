@@ -9,6 +9,10 @@ from testbed.topology import default
 
 KERNEL = os.environ.get("TESTBED_KERNEL", "6.1")
 SUITE = os.environ.get("TESTBED_SUITE", "bookworm")
+# other testbeds share this engine (matrix cells): no global reset, no global leak check
+SHARED = os.environ.get("TESTBED_SHARED") == "1"
+# a matrix cell's report: the versions its nodes really run
+REPORT = os.environ.get("TESTBED_CELL_REPORT")
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +53,7 @@ def node_image(engine, steps):
 @pytest.fixture(scope="session")
 def testbed(engine, node_image, steps, worker):
     from testbed.fixture import Testbed, janitor, new_prefix, reset
-    if worker == "master":
+    if worker == "master" and not SHARED:
         reset(engine, node_image)          # destroy first: leftovers of an interrupted run
     tb = Testbed(engine, node_image, default(new_prefix(worker if worker != "master" else "")), steps)
     tb.destroy()
@@ -60,13 +64,24 @@ def testbed(engine, node_image, steps, worker):
     except BaseException:
         tb.destroy()
         raise
+    if REPORT:
+        report_versions(tb, REPORT)
     yield tb
     left = tb.destroy()
-    if worker == "master":                 # nobody else runs now: snaplayers' own objects too
+    if worker == "master" and not SHARED:  # nobody else runs now: snaplayers' own objects too
         more = janitor(engine, node_image, ["snaplayers-", ".amsnap"], "check")
         left = {k: left.get(k, []) + more.get(k, []) for k in set(left) | set(more)}
     leaked = {k: v for k, v in left.items() if v}
     assert not leaked, f"kernel objects leaked by testbed {tb.prefix}: {leaked}"
+
+
+def report_versions(tb, path):
+    import json
+    query = "dpkg-query -W -f '${Package} ${Version}\\n' lvm2 mdadm amanda-common sudo python3"
+    versions = dict(line.split(" ", 1) for line in tb.exec("storage0", ["sh", "-c", query]).splitlines())
+    versions["kernel"] = tb.exec("storage0", ["uname", "-r"]).strip()
+    with open(path, "w") as f:
+        json.dump(versions, f)
 
 
 @pytest.fixture(scope="session")

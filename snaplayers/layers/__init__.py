@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
 
 from ..errors import LayerError
 from ..props import Settings
@@ -37,7 +36,7 @@ class Host:
     def isdir(self, path: str) -> bool:
         return os.path.isdir(path) and not os.path.islink(path)
 
-    def listdir(self, path: str) -> List[str]:
+    def listdir(self, path: str) -> list[str]:
         return os.listdir(path)
 
     def mkdir(self, path: str) -> None:
@@ -46,7 +45,7 @@ class Host:
     def rmdir(self, path: str) -> None:
         os.rmdir(path)
 
-    def mounts(self) -> List[Dict[str, str]]:
+    def mounts(self) -> list[dict[str, str]]:
         """/proc/self/mountinfo as dicts: majmin, mountpoint, options, fstype, source."""
         rows = []
         for line in self.read("/proc/self/mountinfo").splitlines():
@@ -59,20 +58,20 @@ class Host:
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
-    def caller(self) -> Dict[str, object]:
+    def caller(self) -> dict[str, object]:
         """The process that ran us (Amanda's sendbackup, sendsize or amandad): it is the one
         that will run the matching POST-DLE call, so while it lives a stack is in use."""
         pid = os.getppid()
         return {"pid": pid, "start": self._start_time(pid)}
 
-    def alive(self, caller: Dict[str, object]) -> Optional[bool]:
+    def alive(self, caller: dict[str, object]) -> bool | None:
         """Is that process still running? None when it cannot be told (no pid, or pid 1)."""
         pid = caller.get("pid") if isinstance(caller, dict) else None
         if not isinstance(pid, int) or pid <= 1 or caller.get("start") is None:
             return None
         return self._start_time(pid) == caller["start"]     # a reused pid has another start
 
-    def _start_time(self, pid: int) -> Optional[str]:
+    def _start_time(self, pid: int) -> str | None:
         try:
             stat = self.read(f"/proc/{pid}/stat")
         except OSError:
@@ -110,17 +109,17 @@ class Context:
 
 class Layer:
     kind = ""
-    tools: Tuple[str, ...] = ()
-    privileged: Tuple[Tuple[str, ...], ...] = ()
+    tools: tuple[str, ...] = ()
+    privileged: tuple[tuple[str, ...], ...] = ()
 
-    def __init__(self, ctx: Context, rec: dict, parent: Optional["Layer"] = None):
+    def __init__(self, ctx: Context, rec: dict, parent: "Layer" | None = None):
         self.ctx = ctx
         self.rec = rec
         self.parent = parent
 
     # -- names, chosen before anything exists ---------------------------------------------
     @classmethod
-    def plan(cls, ctx: Context, token, parent: Optional["Layer"], spec) -> "Layer":
+    def plan(cls, ctx: Context, token, parent: "Layer" | None, spec) -> "Layer":
         raise NotImplementedError
 
     @property
@@ -182,7 +181,7 @@ def registry():
     return {cls.kind: cls for cls in (LvSnapshot, DegradedRaid1, Partition, ReadOnlyMount)}
 
 
-def parse_export(text: str) -> Dict[str, str]:
+def parse_export(text: str) -> dict[str, str]:
     """KEY=value lines, as `blkid -o export` and `mdadm --export` print them."""
     out = {}
     for line in text.splitlines():

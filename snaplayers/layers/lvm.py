@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-from typing import Dict, Optional
 
 from ..errors import SnapshotInvalid
 from ..device import dm_name
@@ -36,7 +35,7 @@ class LvSnapshot(Layer):
             "device": f"/dev/mapper/{dm_name(token.vg, snap)}", "size": ctx.settings.size,
         }, parent)
 
-    def lvs(self, lv: str) -> Optional[Dict[str, str]]:
+    def lvs(self, lv: str) -> dict[str, str] | None:
         """One LV's fields, or None if LVM does not know it (lvs exits 5)."""
         res = self.run("lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o", FIELDS,
                        f"{self.rec['vg']}/{lv}", accept=(0, 5))

@@ -61,13 +61,13 @@ class Figures:
               file=sys.stderr, flush=True)
 
     def table(self) -> str:
-        lines = [f"| {'figure':<66} | {'measured':>10} | {'target':>8} | verdict |",
-                 f"|{'-' * 68}|{'-' * 12}|{'-' * 10}|---------|"]
+        lines = [f"| {'figure':<92} | {'measured':>10} | {'target':>8} | verdict |",
+                 f"|{'-' * 94}|{'-' * 12}|{'-' * 10}|---------|"]
         for r in self.rows:
             v = f"{r['value']:.2f} {r['unit']}" if r["unit"] in ("ratio", "x") else f"{r['value']:.1f} {r['unit']}"
             t = "" if r["target"] is None else f"{'<=' if r['ok'] is not None else ''}{r['target']}"
             verdict = {None: "", True: "ok", False: "MISSED"}[r["ok"]]
-            lines.append(f"| {r['group'] + ': ' + r['what']:<66} | {v:>10} | {t:>8} | {verdict:<7} |")
+            lines.append(f"| {r['group'] + ': ' + r['what']:<92} | {v:>10} | {t:>8} | {verdict:<7} |")
         return "\n".join(lines)
 
 
@@ -111,6 +111,39 @@ def warm_engine(fig: Figures, eng: VmEngine):
     secs, image = timed(lambda: node(client, "bookworm", Steps("images")))
     fig.add("testbed", "images, warm (cached)", secs, "s", 5)
     return client, image
+
+
+# -- where the end-to-end time goes ----------------------------------------------------------
+def profile(fig: Figures, am) -> None:
+    """From the logs of that run: Amanda's estimate and dump phases (its amdump log), and the
+    plugin's share (its own debug logs: each call's wall time, and the time in commands)."""
+    tb = am.tb
+    log = tb.exec("amanda", ["sh", "-c", "cat $(ls -t /srv/amanda/TB/state/log/amdump.* | head -1)"])
+    last = {}
+    for line in log.splitlines():
+        parts = line.split()
+        if len(parts) > 2 and parts[1] == "time":
+            last[parts[0].rstrip(":")] = float(parts[2].rstrip(":"))
+    planner, driver = last.get("planner", 0.0), last.get("driver", 0.0)
+    fig.add("profile", "amdump: planner (estimates: a set-up, tar estimate, tear-down per DLE)", planner, "s")
+    fig.add("profile", "amdump: driver after the planner (dumps, taper)", max(driver - planner, 0.0), "s")
+    calls = {}
+    for path in tb.exec("storage0", ["sh", "-c", "ls /var/log/amanda/snaplayers/*.debug"]).split():
+        text = tb.exec("storage0", ["cat", path]).splitlines()
+        if len(text) < 2:
+            continue
+        stamp = [time.mktime(time.strptime(ln[:19], "%Y-%m-%d %H:%M:%S")) + float(ln[19:23]) for ln in (text[0], text[-1])]
+        command = text[0].split("snaplayers: ", 1)[-1].split()[0]
+        in_commands = sum(float(ln.rsplit(" in ", 1)[1].rstrip("s")) for ln in text if "snaplayers.run:   exit " in ln)
+        n = sum(1 for ln in text if "snaplayers.run: + " in ln)
+        c = calls.setdefault(command, [0, 0.0, 0.0, 0])
+        c[0] += 1
+        c[1] += stamp[1] - stamp[0]
+        c[2] += in_commands
+        c[3] += n
+    for command, (n, wall, cmds, argv) in sorted(calls.items()):
+        fig.add("profile", f"plugin {command}: {n} calls, {argv} commands; in commands {cmds:.1f} s of",
+                wall, "s", note=f"{cmds / wall if wall else 0:.0%} of the plugin's time is its commands")
 
 
 # -- (a) plugin overhead --------------------------------------------------------------------
@@ -158,9 +191,26 @@ def overhead(fig: Figures, tb) -> None:
         assert "snaplayers-" not in left and ".amsnap" not in left, left
         p, b = statistics.median(plugin), statistics.median(bare)
         n = script.count("\n")
+        split = breakdown(tb, v.name, plugin[-1])
         kinds = ",".join(t.split("=")[0] for t in tb.device(v.name).rsplit("/", 1)[-1].split(","))
         fig.add("plugin", f"set-up + tear-down of {kinds} ({n} commands): plugin / bare argv", p / b, "ratio", 1.1,
-                note=f"plugin {p:.2f} s, bare {b:.2f} s, median of {ROUNDS}")
+                note=f"plugin {p:.2f} s, bare {b:.2f} s, median of {ROUNDS}; last plugin cycle: {split}")
+
+
+def breakdown(tb, variant, wall) -> str:
+    """The last cycle's two calls, from their own logs: time in commands, in Python between
+    them, and before the first log line (interpreter start and imports) plus exit."""
+    names = tb.exec("storage0", ["sh", "-c", f"ls /tmp/bench-log/{variant}/*.debug | sort | tail -2"]).split()
+    commands = inside = 0.0
+    for path in names:
+        text = tb.exec("storage0", ["cat", path]).splitlines()
+        stamps = [time.mktime(time.strptime(ln[:19], "%Y-%m-%d %H:%M:%S")) + float(ln[19:23])
+                  for ln in (text[0], text[-1])]
+        cmds = sum(float(ln.rsplit(" in ", 1)[1].rstrip("s")) for ln in text if "snaplayers.run:   exit " in ln)
+        commands += cmds
+        inside += stamps[1] - stamps[0] - cmds
+    return (f"wall {wall:.2f} s = commands {commands:.2f} s + Python between them {inside:.2f} s "
+            f"+ start-up, imports and exit of 2 calls {wall - commands - inside:.2f} s")
 
 
 # -- (e) throughput ---------------------------------------------------------------------------
@@ -237,15 +287,19 @@ def main() -> int:
         fig.add("testbed", "fixture build, 4 variants (warm)", secs, "s", 60)
         t0 = time.monotonic()
         am = Amanda(tb)
-        am.create()
-        code, out = am.amcheck()
+        secs, _ = timed(am.create)
+        fig.add("end to end", "Amanda server node and configuration", secs, "s")
+        secs, (code, out) = timed(am.amcheck)
         assert code == 0, out
+        fig.add("end to end", "amcheck of 4 DLEs", secs, "s")
         dump = dump_while_writing(am)
-        results = verify(am)
+        fig.add("end to end", "amdump of 4 DLEs while the guest writes", dump, "s")
+        secs, results = timed(lambda: verify(am))
         assert all(r.ok for r in results)
-        fig.add("testbed", "amdump of 4 DLEs while the guest writes", dump, "s")
-        fig.add("testbed", "end to end: Amanda set-up, amcheck, amdump, verified restore", time.monotonic() - t0,
-                "s", 180)
+        fig.add("end to end", "restore (amfetchdump) and compare 4 DLEs", secs, "s")
+        fig.add("end to end", "total after the fixture: Amanda set-up, amcheck, amdump, verified restore",
+                time.monotonic() - t0, "s", 180)
+        profile(fig, am)
         overhead(fig, tb)
         throughput(fig, tb)
     finally:

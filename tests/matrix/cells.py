@@ -1,0 +1,57 @@
+"""`make matrix`: the end-to-end tier once per cell (Debian suite of the nodes x guest kernel),
+each cell a child pytest with its own testbed; pytest-xdist runs cells side by side, and cells
+with the same kernel share that kernel's engine. A cell that fails (a package missing in a suite,
+a build error) is a failed row with its reason; it never stops the other cells.
+
+MATRIX_CELLS="bookworm/6.1 trixie/6.12" picks cells; the table is printed at the end and written
+to tests/matrix/results.json."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+SUITES = ("bullseye", "bookworm", "trixie")
+KERNELS = ("6.1", "6.12")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def cells():
+    chosen = os.environ.get("MATRIX_CELLS", "").split()
+    every = [(s, k) for k in KERNELS for s in SUITES]
+    return [tuple(c.split("/")) for c in chosen] if chosen else every
+
+
+@pytest.mark.parametrize("suite,kernel", cells(), ids=[f"{s}-{k}" for s, k in cells()])
+def test_cell(suite, kernel):
+    os.makedirs(RESULTS, exist_ok=True)
+    name = f"{suite}-{kernel}"
+    report = os.path.join(RESULTS, f"{name}.versions.json")
+    log = os.path.join(RESULTS, f"{name}.log")
+    for stale in (report, log):
+        if os.path.exists(stale):
+            os.unlink(stale)
+    env = {**os.environ, "TESTBED_SUITE": suite, "TESTBED_KERNEL": kernel, "TESTBED_SHARED": "1",
+           "TESTBED_CELL_REPORT": report}
+    start = time.monotonic()
+    with open(log, "w") as out:
+        rc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "e2e",
+                             "tests/e2e/test_amanda_end_to_end.py"], cwd=ROOT, env=env, stdout=out,
+                            stderr=subprocess.STDOUT).returncode
+    minutes = (time.monotonic() - start) / 60
+    text = open(log).read()
+    versions = json.load(open(report)) if os.path.exists(report) else {}
+    summary = [ln for ln in text.splitlines() if " passed" in ln or " failed" in ln or " error" in ln]
+    reason = ""
+    if rc != 0:
+        errors = [ln for ln in text.splitlines() if ln.startswith("E ")]
+        reason = (errors[0][2:].strip() if errors else (text.strip().splitlines() or ["no output"])[-1])[:160]
+    row = {"suite": suite, "kernel": kernel, "versions": versions, "passed": rc == 0,
+           "summary": summary[-1].strip("= ") if summary else "", "reason": reason, "minutes": round(minutes, 1)}
+    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
+        json.dump(row, f)
+    assert rc == 0, f"cell {name}: {reason} (log: {log})"
