@@ -32,6 +32,8 @@ class SimulatedSystem(Host):
         self.mappings: dict[str, str] = {}          # dm name -> table
         self.mount_rows: list[dict] = []
         self.dirs = set()
+        self.udev = True                            # False: stopped arrays' links linger
+        self.lingering: set = set()
         self.processes: dict[int, str] = {4242: "777"}   # pid -> start time; 4242 is Amanda's
         self.inject: Callable[[list[str]], tuple | None] | None = None
         self.next_md = 127
@@ -102,8 +104,16 @@ class SimulatedSystem(Host):
             self.next_md -= 1
             return (0, "")
         if op == "--stop":
-            return (0, "") if self.arrays.pop(dev, None) else (1, "")
+            if not self.arrays.pop(dev, None):
+                return (1, "")
+            if not self.udev:
+                self.lingering.add(dev)     # nobody removes the /dev/md link
+            return (0, "")
         return (1, "")
+
+    def _cmd_rm(self, args):
+        self.lingering.discard(args[-1])
+        return (0, "")
 
     def _cmd_partx(self, args):
         dev, n = args[-1], int(args[args.index("--nr") + 1])
@@ -188,6 +198,9 @@ class SimulatedSystem(Host):
 
     def sleep(self, seconds):
         pass
+
+    def lexists(self, path):
+        return path in self.lingering or self.exists(path)
 
     def caller(self):
         return {"pid": 4242, "start": self.processes.get(4242)}

@@ -73,12 +73,20 @@ def _sudoers_escape(arg: str) -> str:
     return re.sub(r"([,:=!])", r"\\\1", arg)
 
 
+def _glob(word: str) -> str | None:
+    """The word as a glob that matches exactly what the regex does, if it can be: fixed-width
+    hex runs become character classes, which (unlike '*') never match a space."""
+    glob = re.sub(r"\[0-9a-f\]\{(\d+)\}", lambda m: "[0-9a-f]" * int(m.group(1)), word)
+    return None if re.search(r"[()*+?{}|^$\\]", glob) else glob
+
+
 def _wildcard(regex: str) -> str:
-    """A regex rule weakened to sudo's wildcards: every non-literal run becomes '*'."""
+    """A regex rule weakened to sudo's wildcards: every run that no glob can say exactly
+    becomes '*'."""
     words = []
     for word in regex[1:-1].split(" "):
         literal = not re.search(r"[\[\]()*+?{}|^$\\]", word)
-        words.append(word if literal else "*")
+        words.append(word if literal else (_glob(word) or "*"))
     collapsed: list[str] = []
     for word in words:
         if not (word == "*" and collapsed and collapsed[-1] == "*"):

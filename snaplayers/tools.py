@@ -24,6 +24,7 @@ TOOLS: dict[str, tuple] = {
     "blkid": ("/usr/sbin/blkid", "util-linux"),
     "mount": ("/usr/bin/mount", "mount"),
     "umount": ("/usr/bin/umount", "mount"),
+    "rm": ("/usr/bin/rm", "coreutils"),
     "sudo": ("/usr/bin/sudo", "sudo"),
 }
 

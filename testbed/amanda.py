@@ -28,6 +28,7 @@ DUMPTYPE = {"lv-ext4": "snaplayers-gnutar"}
 DEFAULT_DUMPTYPE = "snaplayers-amgtar"
 HOLD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "script-testbed-hold")
 HOLD_DIR = "/run/testbed-hold"
+BACKUP_ID = 34      # Debian's `backup` user and group: fixed by base-passwd
 # The fault tier's configs: one DLE each, held after snaplayers' PRE-DLE-BACKUP (see HOLD)
 # so that a fault can happen while the dump runs; TBOVERFLOW's snapshot has 8 MiB of room.
 FAULTS = {"TBFAULT": ("md-part-ext4", "snaplayers-amgtar-held"),
@@ -115,17 +116,19 @@ class Amanda:
     def client_host(self) -> str:
         return self.topo.container(CLIENT)       # the name the server knows the client by
 
-    def put(self, node: str, path: str, text: str, mode: int = 0o644, owner: str = "root") -> None:
+    def put(self, node: str, files: Dict[str, tuple]) -> None:
+        """Files in one archive, one call: path -> (text, mode, owner). Each docker exec costs
+        about a second under TCG, so set-up batches its writes."""
+        ids = {"root": 0, "backup": BACKUP_ID}
         buf = io.BytesIO()
-        data = text.encode()
         with tarfile.open(fileobj=buf, mode="w") as tar:
-            info = tarfile.TarInfo(os.path.basename(path))
-            info.size, info.mode = len(data), mode
-            tar.addfile(info, io.BytesIO(data))
-        container = self.tb.client.containers.get(self.topo.container(node))
-        self.tb.exec(node, ["mkdir", "-p", os.path.dirname(path)])
-        container.put_archive(os.path.dirname(path), buf.getvalue())
-        self.tb.exec(node, ["chown", f"{owner}:{owner}" if owner != "root" else "root:root", path])
+            for path, (text, mode, owner) in files.items():
+                data = text.encode()
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size, info.mode = len(data), mode
+                info.uid = info.gid = ids[owner]
+                tar.addfile(info, io.BytesIO(data))
+        self.tb.client.containers.get(self.topo.container(node)).put_archive("/", buf.getvalue())
 
     # -- set-up ---------------------------------------------------------------------------
     def create(self) -> None:
@@ -159,38 +162,46 @@ class Amanda:
         return out
 
     def _server(self) -> None:
+        files = {}
         for name, (disklist, extra) in self.configs().items():
-            self.write_config(name, disklist, extra)
-
-    def write_config(self, name: str, disklist: str, extra: str = "") -> None:
-        tb = self.tb
-        base = f"/srv/amanda/{name}"
-        tb.exec(SERVER, ["sh", "-c", f"mkdir -p {base}/holding {base}/state/log {base}/state/index "
-                                     f"{base}/vtapes && for i in $(seq 1 20); do mkdir -p {base}/vtapes/slot$i; done "
-                                     f"&& chown -R backup:backup /srv/amanda"])
-        self.put(SERVER, f"/etc/amanda/{name}/amanda.conf", server_conf(name, extra), owner="backup")
-        self.put(SERVER, f"/etc/amanda/{name}/disklist", disklist, owner="backup")
-        tb.exec(SERVER, ["chown", "-R", "backup:backup", f"/etc/amanda/{name}"])
+            files.update(self._config_files(name, disklist, extra))
         # amrecover runs on the server and talks to the server's own amindexd/amidxtaped
         hosts = "".join(f"{n} root amindexd amidxtaped\n{n} backup amdump\n" for n in self._names(SERVER))
         hosts += "localhost root amindexd amidxtaped\n"
-        self.put(SERVER, "/etc/amandahosts", hosts, mode=0o600, owner="backup")
-        self.put(SERVER, "/etc/amanda/amanda-client.conf",
-                 f'conf "{CONFIG}"\nindex_server "{self.server}"\ntape_server "{self.server}"\n'
-                 'auth "bsdtcp"\nssh_keys ""\nunreserved-tcp-port 1025,65535\n')
-        tb.exec(SERVER, ["sh", "-c", "pgrep -x inetd >/dev/null || /usr/sbin/inetd"])
+        files["/etc/amandahosts"] = (hosts, 0o600, "backup")
+        files["/etc/amanda/amanda-client.conf"] = (
+            f'conf "{CONFIG}"\nindex_server "{self.server}"\ntape_server "{self.server}"\n'
+            'auth "bsdtcp"\nssh_keys ""\nunreserved-tcp-port 1025,65535\n', 0o644, "root")
+        self.put(SERVER, files)
+        self._directories(list(self.configs()))
+        self.tb.exec(SERVER, ["sh", "-c", "pgrep -x inetd >/dev/null || /usr/sbin/inetd"])
+
+    def _config_files(self, name: str, disklist: str, extra: str) -> Dict[str, tuple]:
+        return {f"/etc/amanda/{name}/amanda.conf": (server_conf(name, extra), 0o644, "backup"),
+                f"/etc/amanda/{name}/disklist": (disklist, 0o644, "backup")}
+
+    def _directories(self, names: List[str]) -> None:
+        script = "".join(f"mkdir -p /srv/amanda/{n}/holding /srv/amanda/{n}/state/log /srv/amanda/{n}/state/index "
+                         f"&& for i in $(seq 1 20); do mkdir -p /srv/amanda/{n}/vtapes/slot$i; done && "
+                         for n in names)
+        configs = " ".join(f"/etc/amanda/{n}" for n in names)
+        self.tb.exec(SERVER, ["sh", "-c", script + f"chown -R backup:backup /srv/amanda {configs}"])
+
+    def write_config(self, name: str, disklist: str, extra: str = "") -> None:
+        """One more config on the server (the benchmarks' subsets)."""
+        self.put(SERVER, self._config_files(name, disklist, extra))
+        self._directories([name])
 
     def _client(self) -> None:
-        tb = self.tb
         hosts = "".join(f"{n} backup amdump\n" for n in self._names(SERVER))
-        self.put(CLIENT, "/etc/amandahosts", hosts, mode=0o600, owner="backup")
-        self.put(CLIENT, "/etc/amanda/amanda-client.conf",
-                 f'conf "{CONFIG}"\nindex_server "{self.server}"\ntape_server "{self.server}"\n'
-                 'auth "bsdtcp"\n')
-        self.start_client()
-        # the fault tier's hold script, next to the plugin in Amanda's application dir
-        self.put(CLIENT, "/usr/lib/amanda/application/script-testbed-hold", open(HOLD).read(), mode=0o755)
-        tb.exec(CLIENT, ["sh", "-c", f"mkdir -p {HOLD_DIR} && chown backup:backup {HOLD_DIR}"])
+        self.put(CLIENT, {
+            "/etc/amandahosts": (hosts, 0o600, "backup"),
+            "/etc/amanda/amanda-client.conf": (f'conf "{CONFIG}"\nindex_server "{self.server}"\n'
+                                               f'tape_server "{self.server}"\nauth "bsdtcp"\n', 0o644, "root"),
+            # the fault tier's hold script, next to the plugin in Amanda's application dir
+            "/usr/lib/amanda/application/script-testbed-hold": (open(HOLD).read(), 0o755, "root")})
+        self.tb.exec(CLIENT, ["sh", "-c", f"mkdir -p {HOLD_DIR} && chown backup:backup {HOLD_DIR} && "
+                                          "(pgrep -x inetd >/dev/null || /usr/sbin/inetd)"])
 
     def start_client(self) -> None:
         """What the client's init does: inetd, which starts amandad for each request."""

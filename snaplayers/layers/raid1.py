@@ -16,12 +16,13 @@ def fresh_uuid() -> str:
 
 class DegradedRaid1(Layer):
     kind = "raid1"
-    tools = ("mdadm",)
+    tools = ("mdadm", "rm")
     privileged = (
         ("mdadm", "--examine", "--export", "{DEV}"),
         ("mdadm", "--assemble", "{MD}", "--run", "--update=uuid", "--uuid={UUID}", "{MEMBER}"),
         ("mdadm", "--detail", "--export", "{MD}"),
         ("mdadm", "--stop", "{MD}"),
+        ("rm", "-f", "--", "{MD}"),
     )
     new_uuid = staticmethod(fresh_uuid)
 
@@ -78,3 +79,7 @@ class DegradedRaid1(Layer):
             raise self.fail(f"{self.rec['device']} has UUID {found}, not {self.rec['uuid']} "
                             "that snaplayers assembled; not stopping it")
         self.run("mdadm", "--stop", self.rec["device"])
+        # without udev nobody removes the array's link, and a stale one points at whichever
+        # array gets that minor next (seen: another DLE's array, refused as not ours)
+        if self.ctx.host.lexists(self.rec["device"]):
+            self.run("rm", "-f", "--", self.rec["device"])

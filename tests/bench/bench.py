@@ -120,10 +120,14 @@ def profile(fig: Figures, am) -> None:
     tb = am.tb
     log = tb.exec("amanda", ["sh", "-c", "cat $(ls -t /srv/amanda/TB/state/log/amdump.* | head -1)"])
     last = {}
-    for line in log.splitlines():
+    for line in log.splitlines():       # "planner: time 12.3: ...", "driver: result time 45.6 ..."
         parts = line.split()
-        if len(parts) > 2 and parts[1] == "time":
-            last[parts[0].rstrip(":")] = float(parts[2].rstrip(":"))
+        if parts and parts[0] in ("planner:", "driver:") and "time" in parts[1:3]:
+            at = parts.index("time", 1) + 1
+            try:
+                last[parts[0].rstrip(":")] = max(last.get(parts[0].rstrip(":"), 0.0), float(parts[at].rstrip(":")))
+            except (IndexError, ValueError):
+                pass
     planner, driver = last.get("planner", 0.0), last.get("driver", 0.0)
     fig.add("profile", "amdump: planner (estimates: a set-up, tar estimate, tear-down per DLE)", planner, "s")
     fig.add("profile", "amdump: driver after the planner (dumps, taper)", max(driver - planner, 0.0), "s")

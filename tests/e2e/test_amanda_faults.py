@@ -62,6 +62,8 @@ def nothing_left(tb):
     assert status(tb).strip() == "no stacks recorded"
     assert ".amsnap" not in tb.exec(CLIENT, ["lvs", "--noheadings", "-o", "lv_name"])
     assert "snaplayers-" not in tb.exec(CLIENT, ["dmsetup", "ls"])
+    # and no /dev/md link of a stopped array (a host without udev keeps them otherwise)
+    assert "snaplayers-" not in tb.exec(CLIENT, ["sh", "-c", "ls /dev/md/ 2>/dev/null; true"])
     assert MOUNT_BASE not in tb.exec(CLIENT, ["cat", "/proc/self/mountinfo"])
 
 

@@ -41,6 +41,8 @@ def nothing_left(testbed):
     assert testbed.exec("storage0", ["snaplayers", "status"]).strip() == "no stacks recorded"
     assert ".amsnap" not in testbed.exec("storage0", ["lvs", "--noheadings", "-o", "lv_name"])
     assert "snaplayers-" not in testbed.exec("storage0", ["dmsetup", "ls"])
+    # and no /dev/md link of a stopped array (a host without udev keeps them otherwise)
+    assert "snaplayers-" not in testbed.exec("storage0", ["sh", "-c", "ls /dev/md/ 2>/dev/null; true"])
     assert "snaplayers-" not in testbed.exec("storage0", ["sh", "-c", "mdadm --detail --scan; true"])
     assert MOUNT_BASE not in testbed.exec("storage0", ["cat", "/proc/self/mountinfo"])
 

@@ -251,3 +251,15 @@ def test_a_killed_but_unreaped_caller_counts_as_gone():
         time.sleep(0.01)
     assert host.alive({"pid": child.pid, "start": start}) is False
     child.wait()
+
+
+def test_without_udev_the_stopped_arrays_link_is_removed(world, spec):
+    """Seen on trixie: a lingering /dev/md link later pointed at another DLE's array."""
+    world.system.udev = False
+    stack = world.stack()
+    stack.setup(spec("lvm=data0+vol00,raid1,part=1"))
+    md = json.load(open(stack.journal.path))["layers"][1]["device"]
+    world.stack().teardown()
+    cmds = world.commands()
+    assert cmds.index(["mdadm", "--stop", md]) + 1 == cmds.index(["rm", "-f", "--", md])
+    assert not world.system.lingering and world.kernel_objects() == EMPTY

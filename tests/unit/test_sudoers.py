@@ -111,3 +111,13 @@ def test_bad_generator_input_is_rejected():
                  ("backup", BASE, "amsnap"), ("backup", BASE, ".a b")):
         with pytest.raises(BadInput):
             sudoers.generate(*args, syntax="regex")
+
+
+def test_wildcard_rules_for_removing_a_link_cannot_take_more_arguments():
+    """sudo's '*' also matches spaces, so `rm -f -- *` would remove anything: the md names
+    become exact character classes instead."""
+    text = sudoers.generate("backup", "/v/amsnap", ".amsnap", "wildcard")
+    rm = [ln for ln in text.splitlines() if "/rm " in ln]
+    assert rm and all("*" not in ln for ln in rm), rm
+    stop = [ln for ln in text.splitlines() if "--stop" in ln]
+    assert stop and all("*" not in ln for ln in stop), stop
