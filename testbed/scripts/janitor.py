@@ -76,8 +76,12 @@ def check(prefixes):
 
 
 def clean(prefixes):
-    for md in md_arrays(prefixes):
-        sh("mdadm", "--stop", f"/dev/{md}")
+    # an array under a dm mapping under an array...: stop and remove until nothing more goes
+    for _ in range(3):
+        for md in md_arrays(prefixes):
+            sh("mdadm", "--stop", f"/dev/{md}")
+        for name in dm_devices(prefixes):
+            sh("dmsetup", "remove", "--retry", name)
     for sid, _ in sessions(prefixes):
         sh("iscsiadm", "-m", "session", "-r", sid, "-u")
     if lio(prefixes):
@@ -96,8 +100,10 @@ def clean(prefixes):
             sh("dmsetup", "remove", "--retry", name)
     for loop in loops(prefixes):
         sh("losetup", "-d", loop)
-    for link in glob.glob("/dev/md/*"):     # without udev, nobody else removes stopped arrays' links
-        if ours(link, prefixes) and not os.path.exists(link):
+    # without udev nobody removes stopped arrays' links, and a stale one may point at a minor
+    # that another array uses now: ours are all stopped here, so every link of ours goes
+    for link in glob.glob("/dev/md/*"):
+        if ours(os.path.basename(link), prefixes) and not md_arrays([os.path.basename(link)]):
             os.unlink(link)
     return check(prefixes)
 
