@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     su.add_argument("--user", required=True)
     su.add_argument("--mount-base", required=True)
     su.add_argument("--snap-suffix", default=None)
+    su.add_argument("--key-dir", default=None, help="where luks=<key> finds <key>.key")
     su.add_argument("--syntax", default="auto", choices=("auto", "regex", "wildcard"))
 
     ins = sub.add_parser("install", help="put an executable script-snaplayers into Amanda's "
@@ -77,6 +78,7 @@ def cmd_plan(args) -> int:
         settings.check_device(spec)
         system = SimulatedSystem(fstype=args.fstype, suffix=settings.snap_suffix or DEFAULT_SUFFIX)
         system.add_dir(spec.mount_base)
+        system.expect(spec)
         runner = system.runner()
         ctx = Context(runner, system, settings, dle_id("", "", args.device))
         stack = Stack(ctx, disk=args.device)
@@ -148,10 +150,10 @@ def cmd_cleanup(args) -> int:
 
 
 def cmd_sudoers(args) -> int:
-    from .props import DEFAULT_SUFFIX
+    from .props import DEFAULT_KEY_DIR, DEFAULT_SUFFIX
     from .sudoers import generate
     sys.stdout.write(generate(args.user, args.mount_base, args.snap_suffix or DEFAULT_SUFFIX,
-                              args.syntax))
+                              args.syntax, args.key_dir or DEFAULT_KEY_DIR))
     return 0
 
 

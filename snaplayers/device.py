@@ -1,4 +1,4 @@
-"""The device field: `<mount_base>/(lvm=<vg>+<lv>|raid1|part=<n>)[,...][/]`.
+"""The device field: `<mount_base>/(lvm=<vg>+<lv>|raid1|part=<n>|vg=<vg>+<lv>|luks=<key>)[,...][/]`.
 
 Parser and formatter live together so that format(parse(s)) == s for every valid s.
 """
@@ -24,15 +24,20 @@ MAX_PARTITION = 128     # GPT's usual table size, and the kernel's DISK_MAX_PART
 
 
 @dataclass(frozen=True)
-class Lvm:
-    """Source layer: a snapshot of logical volume <vg>/<lv>."""
-
+class _VgLv:
     vg: str
     lv: str
-    kind = "lvm"
+    kind = ""
 
     def token(self) -> str:
-        return f"lvm={self.vg}+{self.lv}"
+        return f"{self.kind}={self.vg}+{self.lv}"
+
+
+@dataclass(frozen=True)
+class Lvm(_VgLv):
+    """Source layer: a snapshot of logical volume <vg>/<lv>."""
+
+    kind = "lvm"
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,28 @@ class Part:
         return f"part={self.number}"
 
 
-Layer = object  # Lvm | Raid1 | Part; kept loose for Python 3.9
+@dataclass(frozen=True)
+class Vg(_VgLv):
+    """The device below is the one PV of a guest's volume group <vg>: activate its LV <lv>."""
+
+    kind = "vg"
+
+
+@dataclass(frozen=True)
+class Luks:
+    """The device below is a LUKS1/LUKS2 container: open it with the key file named <key>."""
+
+    key: str
+    kind = "luks"
+
+    def token(self) -> str:
+        return f"luks={self.key}"
+
+
+Layer = object  # Lvm | Raid1 | Part | Vg | Luks; kept loose for Python 3.9
+EXPECTED = "expected lvm=<vg>+<lv>, raid1, part=<n>, vg=<vg>+<lv> or luks=<key>"
+# a key file's name under the key-dir property: no '/', never hidden, never '..'
+_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
 
 
 @dataclass(frozen=True)
@@ -119,25 +145,31 @@ def _parse_token(token: str) -> object:
         return Raid1()
     key, eq, value = token.partition("=")
     if not eq:
-        raise BadInput(f"unknown layer {show(token)}: expected lvm=<vg>+<lv>, raid1 or part=<n>")
-    if key == "lvm":
+        raise BadInput(f"unknown layer {show(token)}: {EXPECTED}")
+    if key in ("lvm", "vg"):
         vg, plus, lv = value.partition("+")
         if not plus:
-            raise BadInput(f"token {show(token)}: expected lvm=<vg>+<lv>")
+            raise BadInput(f"token {show(token)}: expected {key}=<vg>+<lv>")
         if "+" in lv:
             raise BadInput(f"token {show(token)}: a '+' in a VG or LV name cannot be encoded")
         check_lvm_name("VG", vg, token)
         check_lv_name(lv, token)
-        return Lvm(vg, lv)
+        return Lvm(vg, lv) if key == "lvm" else Vg(vg, lv)
+    if key == "luks":
+        if not _KEY.match(value):
+            raise BadInput(f"token {show(token)}: key name must be 1-64 characters of "
+                           "[A-Za-z0-9_.-], not starting with '.' or '-'")
+        return Luks(value)
     if key == "part":
         if not re.fullmatch(r"[1-9][0-9]{0,2}", value) or int(value) > MAX_PARTITION:
             raise BadInput(f"token {show(token)}: partition number must be 1..{MAX_PARTITION}")
         return Part(int(value))
-    raise BadInput(f"unknown layer {show(token)}: expected lvm=<vg>+<lv>, raid1 or part=<n>")
+    raise BadInput(f"unknown layer {show(token)}: {EXPECTED}")
 
 
 def _check_order(layers) -> None:
-    """The first layer is the one source; no kind follows itself; one md per stack."""
+    """The first layer is the one source; no kind follows itself; one md and one guest VG per
+    stack (each is named after the DLE alone)."""
     if not isinstance(layers[0], Lvm):
         raise BadInput(f"layer {show(layers[0].token())} cannot come first: the first layer "
                        "must be a source (lvm=<vg>+<lv>)")
@@ -149,6 +181,9 @@ def _check_order(layers) -> None:
                            "duplicate layer")
     if sum(isinstance(layer, Raid1) for layer in layers) > 1:
         raise BadInput("duplicate layer 'raid1': one md array per stack")
+    guest_vgs = [layer for layer in layers if isinstance(layer, Vg)]
+    if len(guest_vgs) > 1:
+        raise BadInput(f"duplicate layer {show(guest_vgs[1].token())}: one guest VG per stack")
 
 
 def parse(device: str, mount_base: str | None = None) -> DeviceSpec:

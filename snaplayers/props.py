@@ -13,6 +13,7 @@ DEFAULT_LOG_DIR = "/var/log/amanda/snaplayers"
 DEFAULT_SUFFIX = ".amsnap"
 DEFAULT_SIZE = "20%ORIGIN"
 DEFAULT_STALE_SECONDS = 43200   # a nightly dump of a large DLE can take hours
+DEFAULT_KEY_DIR = "/etc/snaplayers/keys"   # luks=<key> opens with <key-dir>/<key>.key, read by root
 
 _SIZE = re.compile(r"(?:[1-9][0-9]{0,15}(?:\.[0-9]{1,3})?[bBsSkKmMgGtTpPeE]?|(?:100|[1-9][0-9]?)%ORIGIN)\Z")
 _SUFFIX = re.compile(r"[._+-][A-Za-z0-9_.+-]{1,31}\Z")
@@ -42,6 +43,7 @@ class Settings:
     stale_seconds: int = DEFAULT_STALE_SECONDS
     state_dir: str = DEFAULT_STATE_DIR
     log_dir: str = DEFAULT_LOG_DIR
+    key_dir: str = DEFAULT_KEY_DIR
     sudo: str = "auto"
     recovery: bool = True       # False mounts with noload/norecovery: an explicit opt-in only
     debug: bool = False
@@ -50,6 +52,7 @@ class Settings:
         devicefield.check_path("mount-base", self.mount_base)
         devicefield.check_path("state-dir", self.state_dir)
         devicefield.check_path("log-dir", self.log_dir)
+        devicefield.check_path("key-dir", self.key_dir)
         if not _SUFFIX.match(self.snap_suffix):
             raise BadInput(f"property snap-suffix {show(self.snap_suffix)} must be 2-32 characters "
                            "of [A-Za-z0-9_.+-] starting with one of '._+-'")
@@ -77,6 +80,12 @@ class Settings:
         if len(devicefield.dm_name(src.vg, snap)) + len("-cow") > devicefield.MAX_DM_NAME:
             raise BadInput(f"token {show(token)}: the snapshot's device-mapper name would be "
                            f"longer than {devicefield.MAX_DM_NAME} characters")
+        for layer in spec.layers:
+            # the guest VG is renamed to snaplayers_<dle id>: its LV's mapping must fit
+            if layer.kind == "vg" and len(devicefield.dm_name("snaplayers_0123456789ab", layer.lv)) \
+                    > devicefield.MAX_DM_NAME:
+                raise BadInput(f"token {show(layer.token())}: the LV's device-mapper name would "
+                               f"be longer than {devicefield.MAX_DM_NAME} characters")
 
 
 # property name -> (Settings field, converter)
@@ -93,6 +102,7 @@ PROPERTIES = {
     "stale-seconds": ("stale_seconds", _seconds),
     "state-dir": ("state_dir", lambda n, v: v),
     "log-dir": ("log_dir", lambda n, v: v),
+    "key-dir": ("key_dir", lambda n, v: v),
     "sudo": ("sudo", lambda n, v: v.lower()),
     "recovery": ("recovery", boolean),
     "debug": ("debug", boolean),

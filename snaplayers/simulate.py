@@ -37,6 +37,13 @@ class SimulatedSystem(Host):
         self.processes: dict[int, str] = {4242: "777"}   # pid -> start time; 4242 is Amanda's
         self.inject: Callable[[list[str]], tuple | None] | None = None
         self.next_md = 127
+        # guest LVM: PV device -> {vg_name, vg_uuid, pv_count}; VG -> {LV: active}
+        self.pvs: dict[str, dict] = {}
+        self.guest_lvs: dict[str, dict[str, bool]] = {}
+        self.guest = ("vg0", ["root", "swap"])      # permissive: what any PV holds
+        self.luks: dict[str, str] = {}              # device -> the key file that opens it
+        self.crypts: dict[str, str] = {}            # open mapping -> device
+        self.next_uuid = 0
 
     # -- model helpers --------------------------------------------------------------------
     def add_lv(self, vg: str, lv: str, attr: str = "-wi-ao----", origin: str = "",
@@ -70,7 +77,78 @@ class SimulatedSystem(Host):
         handler = getattr(self, "_cmd_" + argv[0], None)
         return handler(argv[1:]) if handler else (127, "")
 
+    def expect(self, spec) -> None:
+        """Permissive answers that fit a device field: its guest VG is on whatever PV is asked."""
+        for layer in spec.layers:
+            if layer.kind == "vg":
+                self.guest = (layer.vg, [layer.lv, "swap"])
+
+    def _uuid(self) -> str:
+        self.next_uuid += 1
+        return f"GuestV-gUUI-D{self.next_uuid:04d}"
+
+    def _pv(self, dev: str) -> dict | None:
+        if dev not in self.pvs and self.permissive:
+            vg, lvs = self.guest
+            self.pvs[dev] = {"pv_name": dev, "vg_name": vg, "vg_uuid": self._uuid(), "pv_count": "1"}
+            self.guest_lvs.setdefault(vg, {lv: False for lv in lvs})
+        return self.pvs.get(dev)
+
+    def _cmd_pvs(self, args):
+        pv = self._pv(args[-1])
+        return (0, "  " + " ".join(f"LVM2_{k.upper()}='{v}'" for k, v in pv.items()) + "\n") \
+            if pv else (5, "")
+
+    def _cmd_vgimportclone(self, args):
+        pv, clone = self._pv(args[-1]), args[args.index("--basevgname") + 1]
+        if pv is None or clone in self.guest_lvs and clone != pv["vg_name"]:
+            return (5, "")
+        self.guest_lvs[clone] = dict(self.guest_lvs.get(pv["vg_name"], {}))
+        pv.update(vg_name=clone, vg_uuid=self._uuid())
+        return (0, "")
+
+    def _guest_lvs(self, args):
+        vg = args[-1]
+        uuid = next((p["vg_uuid"] for p in self.pvs.values() if p["vg_name"] == vg), None)
+        if uuid is None:
+            return (5, "")
+        return (0, "".join(f"  LVM2_LV_NAME='{lv}' LVM2_LV_ATTR='-wi-{'a' if on else '-'}-----' "
+                           f"LVM2_VG_UUID='{uuid}'\n" for lv, on in self.guest_lvs[vg].items()))
+
+    def _cmd_lvchange(self, args):
+        vg, lv = args[-1].split("/", 1)
+        if lv not in self.guest_lvs.get(vg, {}):
+            return (5, "")
+        self.guest_lvs[vg][lv] = True
+        return (0, "")
+
+    def _cmd_vgchange(self, args):
+        if args[-1] not in self.guest_lvs:
+            return (5, "")
+        self.guest_lvs[args[-1]] = dict.fromkeys(self.guest_lvs[args[-1]], False)
+        return (0, "")
+
+    def _cmd_cryptsetup(self, args):
+        op = args[0]
+        if op == "isLuks":
+            return (0, "") if args[1] in self.luks or self.permissive else (1, "")
+        if op == "open":
+            dev, name, key = args[-2], args[-1], args[args.index("--key-file") + 1]
+            if self.luks.get(dev, key) != key:
+                return (2, "")
+            self.crypts[name] = dev
+            return (0, "")
+        if op == "status":
+            dev = self.crypts.get(args[1])
+            return (0, f"/dev/mapper/{args[1]} is active.\n  type:    LUKS2\n  device:  {dev}\n"
+                       "  mode:    read/write\n") if dev else (4, "")
+        if op == "close":
+            return (0, "") if self.crypts.pop(args[1], None) else (4, "")
+        return (1, "")
+
     def _cmd_lvs(self, args):
+        if "--config" in args:
+            return self._guest_lvs(args)
         lv = self._lv(args[-1])
         if lv is None:
             return (5, "")
@@ -163,8 +241,12 @@ class SimulatedSystem(Host):
         for name in self.lvs:
             node = "/dev/mapper/" + dm_name(*name.split("/", 1))
             nodes[node] = node
-        for name in self.mappings:
+        for name in [*self.mappings, *self.crypts]:
             nodes[f"/dev/mapper/{name}"] = f"/dev/mapper/{name}"
+        for vg, lvs in self.guest_lvs.items():
+            for lv, active in lvs.items():
+                if active:
+                    nodes["/dev/mapper/" + dm_name(vg, lv)] = "/dev/mapper/" + dm_name(vg, lv)
         return nodes
 
     def exists(self, path):

@@ -17,6 +17,7 @@ from .device import check_path
 from .errors import BadInput, show
 from .layers import registry
 from .layers.mount import OPTIONS
+from .props import DEFAULT_KEY_DIR
 
 DMNAME = r"[A-Za-z0-9_][A-Za-z0-9_.+-]*"          # a device-mapper name as LVM forms it
 NAME = r"[A-Za-z0-9_.][A-Za-z0-9_.-]*"            # LVM's name rules, without '+'
@@ -27,19 +28,41 @@ def ere_escape(text: str) -> str:
     return re.sub(r"([.\[\]()*+?{}|^$\\])", r"\\\1", text)
 
 
-def placeholders(mount_base: str, suffix: str) -> dict[str, str]:
+def _lvm_regex_form(regex: str) -> str:
+    """What a device regex becomes inside LVM's own filter regex, where the vg layer writes
+    '.' and '+' as [.] and [+] (see layers/vg.py): literal dots and pluses, and the two in
+    name classes, may each appear as such a class."""
+    regex = regex.replace(r"\.", r"\[\.\]").replace(r"\+", r"\[\+\]")
+    return regex.replace("[A-Za-z0-9_.+-]*", r"([A-Za-z0-9_-]|\[[.+]\])*")
+
+
+def placeholders(mount_base: str, suffix: str, key_dir: str = DEFAULT_KEY_DIR) -> dict[str, str]:
     snapdev = f"/dev/mapper/{DMNAME}{ere_escape(suffix)}"
-    mapdev = f"/dev/mapper/snaplayers-{ID}-[0-9]{{1,2}}p[0-9]{{1,3}}"
+    mapname = f"snaplayers-{ID}-[0-9]{{1,2}}p[0-9]{{1,3}}"
+    cryptname = f"snaplayers-{ID}-[0-9]{{1,2}}c"
+    mapdev, cryptdev = f"/dev/mapper/{mapname}", f"/dev/mapper/{cryptname}"
     md = f"/dev/md/snaplayers-{ID}"
+    clone = f"snaplayers_{ID}"
+    lvdev = f"/dev/mapper/{clone}-{DMNAME}"       # an LV of a guest VG, renamed to our clone
+    dev = f"({snapdev}|{mapdev}|{cryptdev}|{md}|{lvdev})"
+    lvmconf = (ere_escape('devices/global_filter=["a|^') + "{D}"
+               + ere_escape('$|","r|.*|"] devices/filter=["a|.*|"] devices/scan_lvs=1 '
+                            'devices/use_devicesfile=0 devices/hints="none" backup/backup=0 '
+                            'backup/archive=0'))
     return {
         "VG": NAME, "LV": NAME, "SUFFIX": ere_escape(suffix),
         "SIZE": r"[0-9]+(\.[0-9]+)?[bBsSkKmMgGtTpPeE]?", "EXTENTS": r"[0-9]{1,3}%ORIGIN",
         # only devices that root alone can name: never /dev/<vg>/ (a user could make /dev/shm/x)
-        "DEV": f"({snapdev}|{mapdev}|{md})",
-        "MEMBER": f"({snapdev}|{mapdev})",     # what an md leg or a filesystem may sit on
-        "PARTOF": f"({snapdev}|{md})",         # what a partition table may sit on
+        "DEV": dev,
+        "MEMBER": f"({snapdev}|{mapdev}|{cryptdev}|{lvdev})",   # an md leg or a filesystem
+        "PARTOF": f"({snapdev}|{md}|{cryptdev}|{lvdev})",        # a partition table
         "MD": md,
-        "MAPNAME": f"snaplayers-{ID}-[0-9]{{1,2}}p[0-9]{{1,3}}",
+        "MAPNAME": mapname,
+        "CRYPTNAME": cryptname,
+        "CLONEVG": clone,
+        # the one device LVM may see; the same device as the argument after it
+        "LVMCONF": lvmconf.replace("{D}", _lvm_regex_form(dev)),
+        "KEYFILE": ere_escape(key_dir) + r"/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\.key",
         "UUID": r"[0-9a-f]{8}(:[0-9a-f]{8}){3}",
         "FSTYPE": "(" + "|".join(sorted(OPTIONS)) + ")",
         "MOUNTOPTS": "(" + "|".join(sorted({o for pair in OPTIONS.values() for o in pair})) + ")",
@@ -48,9 +71,9 @@ def placeholders(mount_base: str, suffix: str) -> dict[str, str]:
     }
 
 
-def rules(mount_base: str, suffix: str) -> list[tuple[str, str]]:
+def rules(mount_base: str, suffix: str, key_dir: str = DEFAULT_KEY_DIR) -> list[tuple[str, str]]:
     """(absolute command path, anchored ERE over the joined arguments) for every template."""
-    values = placeholders(mount_base, suffix)
+    values = placeholders(mount_base, suffix, key_dir)
     out = []
     for cls in registry().values():
         for template in cls.privileged:
@@ -60,12 +83,13 @@ def rules(mount_base: str, suffix: str) -> list[tuple[str, str]]:
     return out
 
 
-def matches(argv: Sequence[str], mount_base: str, suffix: str) -> bool:
+def matches(argv: Sequence[str], mount_base: str, suffix: str,
+            key_dir: str = DEFAULT_KEY_DIR) -> bool:
     """Would the regex rules let this argv run? sudo joins the arguments with single spaces
     and matches the anchored expression against that string."""
     joined = " ".join(argv[1:])
     return any(argv[0] == cmd and re.fullmatch(rx[1:-1], joined)
-               for cmd, rx in rules(mount_base, suffix))
+               for cmd, rx in rules(mount_base, suffix, key_dir))
 
 
 def _sudoers_escape(arg: str) -> str:
@@ -104,10 +128,12 @@ def sudo_supports_regex() -> bool:
     return not m or tuple(map(int, m.groups())) >= (1, 9, 10)
 
 
-def generate(user: str, mount_base: str, suffix: str, syntax: str = "auto") -> str:
+def generate(user: str, mount_base: str, suffix: str, syntax: str = "auto",
+             key_dir: str = DEFAULT_KEY_DIR) -> str:
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
         raise BadInput(f"user {show(user)} is not a valid user name")
     check_path("mount-base", mount_base)
+    check_path("key-dir", key_dir)
     from .props import _SUFFIX
     if not _SUFFIX.match(suffix):
         raise BadInput(f"snap-suffix {show(suffix)} must be 2-32 characters of [A-Za-z0-9_.+-]")
@@ -117,7 +143,8 @@ def generate(user: str, mount_base: str, suffix: str, syntax: str = "auto") -> s
         raise BadInput(f"syntax {show(syntax)} must be auto, regex or wildcard")
     lines = [
         "# sudoers drop-in for snaplayers, generated by `snaplayers sudoers`; do not edit.",
-        f"# user {user}, mount base {mount_base}, snapshot suffix {suffix}, {syntax} syntax.",
+        f"# user {user}, mount base {mount_base}, snapshot suffix {suffix}, key dir {key_dir}, "
+        f"{syntax} syntax.",
         "# Install: snaplayers sudoers ... > /etc/sudoers.d/snaplayers; chmod 0440; visudo -cf",
     ]
     if syntax == "wildcard":
@@ -125,7 +152,7 @@ def generate(user: str, mount_base: str, suffix: str, syntax: str = "auto") -> s
                      "so these rules admit extra arguments. Upgrade sudo to >= 1.9.10.")
     alias = f"SNAPLAYERS_{re.sub(r'[^A-Z0-9]', '_', user.upper())}"
     cmnds = []
-    for cmd, rx in rules(mount_base, suffix):
+    for cmd, rx in rules(mount_base, suffix, key_dir):
         args = rx if syntax == "regex" else _wildcard(rx)
         cmnds.append(f"{cmd} {_sudoers_escape(args)}")
     lines.append(f"Cmnd_Alias {alias} = \\")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Dict, List
 
 from .run import TestbedError
-from .topology import MOUNT_BASE
+from .topology import MOUNT_BASE, WRONG_KEY
 
 CONFIG = "TB"
 BROKEN = "TBBROKEN"
@@ -217,6 +217,16 @@ class Amanda:
         if broken:
             vg = self.topo.vg(CLIENT)
             lines.append(f"{self.client_host} missing-lv {MOUNT_BASE}/lvm={vg}+nosuch {DEFAULT_DUMPTYPE}")
+            # errors found only inside the snapshot: a key that does not open it, a guest LV
+            # that is not there
+            for v in self.topo.variants:
+                device = self.topo.device(v)
+                if v.luks:
+                    lines.append(f"{self.client_host} wrong-key "
+                                 f"{device.replace(f'luks={v.luks}', f'luks={WRONG_KEY}')} {DEFAULT_DUMPTYPE}")
+                if v.guest_vg:
+                    lines.append(f"{self.client_host} missing-guest-lv "
+                                 f"{device.rsplit('+', 1)[0]}+nosuch {DEFAULT_DUMPTYPE}")
         return "\n".join(lines) + "\n"
 
     # -- Amanda's own commands, as the dump user --------------------------------------------

@@ -16,7 +16,7 @@ from . import LABEL, PREFIX
 from .kernel import ISCSID, PRIVILEGED, ensure_iscsid
 from .progress import Steps
 from .run import TestbedError
-from .topology import Topology
+from .topology import WRONG_KEY, Topology
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
 
@@ -99,13 +99,17 @@ class Testbed:
 
     def converge(self) -> None:
         targets = []
+        # the LUKS variants' keys: the guest formats with them, the plugin opens with them
+        keys = {name: os.urandom(32).hex() for name in self.topo.keys()}
+        storage_keys = {**keys, WRONG_KEY: os.urandom(32).hex()} if keys else {}
         for host in self.topo.storage_hosts:
             with self.steps.step(f"converge {host}: PV, VG {self.topo.vg(host)}, LVs, LIO target"):
                 vols = self.topo.volumes(host)
                 facts = self.python(host, "storage.py", "create", {
                     "prefix": self.prefix, "host": host, "vg": self.topo.vg(host),
                     "iqn": self.topo.iqn(host), "workdir": f"/srv/{self.prefix}",
-                    "volumes": [{"lv": v.lv, "size_mb": v.size_mb} for v in vols]})
+                    "volumes": [{"lv": v.lv, "size_mb": v.size_mb} for v in vols], "keys": storage_keys,
+                    "clash_vgs": self.topo.clash_vgs(host)})
                 self.facts[host] = facts
                 # LIO listens in the engine's initial network namespace, whichever container
                 # configured it (measured): every target is reached at 127.0.0.1, told apart by IQN
@@ -113,9 +117,10 @@ class Testbed:
                                 "luns": facts["luns"]})
         with self.steps.step(f"converge {self.topo.guest}: iSCSI, md RAID1, GPT, filesystems, data"):
             self.facts[self.topo.guest] = self.python(self.topo.guest, "guest.py", "create", {
-                "prefix": self.prefix, "targets": targets,
+                "prefix": self.prefix, "targets": targets, "keys": keys,
                 "variants": [{"name": v.name, "legs": [(leg.host, leg.lv) for leg in v.legs],
                               "partition": v.partition, "fs": v.fs, "files": v.files,
+                              "luks": v.luks, "vg": v.guest_vg,
                               "mount": self.mountpoint(v.name), "manifest": self.manifest_path(v.name)}
                              for v in self.topo.variants]})
 
@@ -174,4 +179,4 @@ def reset(client, image: str) -> dict:
     for n in client.networks.list():
         if n.attrs.get("Labels", {}).get(LABEL, "").startswith(PREFIX):
             n.remove()
-    return janitor(client, image, [PREFIX, "snaplayers-", ".amsnap"], "clean")
+    return janitor(client, image, [PREFIX, "snaplayers-", "snaplayers_", ".amsnap"], "clean")

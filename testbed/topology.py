@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 MOUNT_BASE = "/v/amsnap"
+WRONG_KEY = "tbwrong"   # a key file on the storage hosts that opens no container
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Variant:
     fs: str                         # ext4 | xfs
     files: int = 24                 # data set: files of mixed sizes
     extra_partitions: int = 0       # partitions before the filesystem's (lvm=...,part=2)
+    guest_vg: Optional[Tuple[str, str]] = None  # the filesystem is on this VG+LV of the guest's (vg=)
+    luks: Optional[str] = None      # the partition is a LUKS2 container opened by this key (luks=)
 
     @property
     def raid1(self) -> bool:
@@ -40,6 +43,10 @@ class Variant:
             tokens.append("raid1")
         if self.partition:
             tokens.append(f"part={self.partition}")
+        if self.luks:
+            tokens.append(f"luks={self.luks}")
+        if self.guest_vg:
+            tokens.append(f"vg={self.guest_vg[0]}+{self.guest_vg[1]}")
         return ",".join(tokens)
 
 
@@ -78,6 +85,13 @@ class Topology:
     def device(self, variant: Variant) -> str:
         return f"{MOUNT_BASE}/{variant.layers(self.vg_of)}"
 
+    def clash_vgs(self, host: str) -> List[Tuple[str, str]]:
+        """VG+LV names a guest uses that the storage host holding its leg has too (inactive)."""
+        return sorted({v.guest_vg for v in self.variants if v.guest_vg and v.legs[0].host == host})
+
+    def keys(self) -> List[str]:
+        return sorted({v.luks for v in self.variants if v.luks})
+
     def variant(self, name: str) -> Variant:
         return next(v for v in self.variants if v.name == name)
 
@@ -94,6 +108,14 @@ def default(prefix: str, names: Optional[List[str]] = None) -> Topology:
         Variant("part-xfs", (Volume(s0, "vol01", 400),), 2, "xfs", extra_partitions=1),
         # a filesystem straight on the LV: lvm=...
         Variant("lv-ext4", (Volume(s0, "vol02"),), None, "ext4"),
+        # the guest's own LVM on partition 1 of the md: vg=. storage0 has a VG of the same
+        # name with an LV of the same name (inactive: one /dev is shared by every node here, and
+        # vgcreate refuses a name whose /dev/<vg> exists), as Debian's installer names them alike
+        Variant("md-part-vg-ext4", (Volume(s0, "vol04"), Volume(s1, "vol04")), 1, "ext4",
+                guest_vg=(f"{prefix}_vm", "root")),
+        # a LUKS2 container on partition 1 of the md, ext4 inside: luks=
+        Variant("md-part-luks-ext4", (Volume(s0, "vol05"), Volume(s1, "vol05")), 1, "ext4",
+                luks="tbkey"),
     ]
     if names:
         variants = [v for v in variants if v.name in names]

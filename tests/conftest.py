@@ -69,7 +69,7 @@ def testbed(engine, node_image, steps, worker):
     yield tb
     left = tb.destroy()
     if worker == "master" and not SHARED:  # nobody else runs now: snaplayers' own objects too
-        more = janitor(engine, node_image, ["snaplayers-", ".amsnap"], "check")
+        more = janitor(engine, node_image, ["snaplayers-", "snaplayers_", ".amsnap"], "check")
         left = {k: left.get(k, []) + more.get(k, []) for k in set(left) | set(more)}
     leaked = {k: v for k, v in left.items() if v}
     assert not leaked, f"kernel objects leaked by testbed {tb.prefix}: {leaked}"

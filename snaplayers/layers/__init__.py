@@ -177,11 +177,14 @@ class Layer:
 
 def registry():
     """kind -> Layer class; a new layer is one new module plus one line here."""
+    from .luks import LuksOpen
     from .lvm import LvSnapshot
     from .mount import ReadOnlyMount
     from .part import Partition
     from .raid1 import DegradedRaid1
-    return {cls.kind: cls for cls in (LvSnapshot, DegradedRaid1, Partition, ReadOnlyMount)}
+    from .vg import GuestVg
+    return {cls.kind: cls for cls in (LvSnapshot, DegradedRaid1, Partition, GuestVg, LuksOpen,
+                                      ReadOnlyMount)}
 
 
 def parse_export(text: str) -> dict[str, str]:

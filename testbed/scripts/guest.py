@@ -91,6 +91,36 @@ def manifest(root, skip=("lost+found", "live")):
     return "\n".join(sorted(lines, key=lambda ln: ln[66:])) + "\n"
 
 
+def luks(spec, v, dev):
+    """A LUKS2 container, as an encrypted VM disk: cheap PBKDF, an emulated CPU opens it."""
+    os.makedirs("/etc/testbed/keys", mode=0o700, exist_ok=True)
+    key = f"/etc/testbed/keys/{v['luks']}.key"
+    with open(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(spec["keys"][v["luks"]])
+    sh("cryptsetup", "luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2",
+       "--pbkdf-force-iterations", "1000", "--key-file", key, dev)
+    name = f"{spec['prefix']}-{v['name']}-crypt"
+    sh("cryptsetup", "open", "--key-file", key, dev, name)
+    sh("dmsetup", "mknodes", name)
+    return wait(f"/dev/mapper/{name}")
+
+
+def guest_lvm(spec, v, dev):
+    """The guest's own VG on dev, named like a storage host's VG; this container's LVM sees
+    only this PV (the storage hosts' PVs share the kernel)."""
+    pv = os.path.realpath(dev)
+    with open("/etc/lvm/lvmlocal.conf", "w") as f:
+        f.write("activation {\n udev_sync = 0\n udev_rules = 0\n}\n"
+                "devices {\n obtain_device_list_from_udev = 0\n external_device_info_source = \"none\"\n"
+                f" global_filter = [ \"a|^{pv}$|\", \"r|.*|\" ]\n}}\n")
+    os.makedirs("/run/lock/lvm", exist_ok=True)
+    sh("pvcreate", "-q", "-y", pv)
+    vg, lv = v["vg"]
+    sh("vgcreate", "-q", vg, pv)
+    sh("lvcreate", "-q", "-y", "-Wn", "-l", "100%FREE", "-n", lv, vg)
+    return wait(f"/dev/{vg}/{lv}")
+
+
 def create(spec):
     devices = login(spec["targets"])
     out = {}
@@ -113,6 +143,10 @@ def create(spec):
                 start += 32
             sh("parted", "-s", dev, "mkpart", v["name"], f"{start}MiB", "100%")
             dev = wait(partition_node(dev, v["partition"]))
+        if v.get("luks"):
+            dev = luks(spec, v, dev)
+        if v.get("vg"):
+            dev = guest_lvm(spec, v, dev)
         if v["fs"] == "xfs":
             sh("mkfs.xfs", "-q", "-f", dev)
         else:

@@ -35,11 +35,24 @@ def create(spec):
     total = sum(v["size_mb"] for v in spec["volumes"]) + 256
     sh("truncate", "-s", f"{total}M", pv)
     loop = sh("losetup", "--find", "--show", pv).strip()
-    # this node sees only its own PV: other testbeds' loops share the kernel
+    # a VG named like a guest's, on a PV of its own (see topology.clash_vgs)
+    clash_loop = None
+    if len(spec.get("clash_vgs", [])) > 1:
+        sys.exit("one VG named like a guest's per storage host")
+    if spec.get("clash_vgs"):
+        sh("truncate", "-s", "64M", os.path.join(workdir, "clash.img"))
+        clash_loop = sh("losetup", "--find", "--show", os.path.join(workdir, "clash.img")).strip()
+    # this node sees only its own PVs: other testbeds' loops share the kernel
+    accept = "".join(f"\"a|^{d}$|\", " for d in (loop, clash_loop) if d)
     with open("/etc/lvm/lvmlocal.conf", "w") as f:
         f.write("activation {\n udev_sync = 0\n udev_rules = 0\n}\n"
                 f"devices {{\n obtain_device_list_from_udev = 0\n external_device_info_source = \"none\"\n"
-                f" global_filter = [ \"a|^{loop}$|\", \"r|.*|\" ]\n}}\n")
+                f" global_filter = [ {accept}\"r|.*|\" ]\n}}\n")
+    for clash_vg, clash_lv in spec.get("clash_vgs", []):
+        sh("pvcreate", "-q", clash_loop)
+        sh("vgcreate", "-q", clash_vg, clash_loop)
+        # inactive: the name exists in this host's LVM, nothing of it in the shared /dev
+        sh("lvcreate", "-q", "-y", "-an", "-Zn", "-L", "8M", "-n", clash_lv, clash_vg)
     vg = spec["vg"]
     sh("pvcreate", "-q", loop)
     sh("vgcreate", "-q", vg, loop)
@@ -58,6 +71,12 @@ def create(spec):
     commands.append(f"/iscsi/{iqn}/tpg1 set attribute authentication=0 generate_node_acls=1 "
                     "demo_mode_write_protect=0")
     targetcli(commands)
+    # where the plugin's luks=<key> layer finds <key>.key: root's alone (cryptsetup runs as root)
+    os.makedirs("/etc/snaplayers/keys", mode=0o700, exist_ok=True)
+    for name, key in spec.get("keys", {}).items():
+        path = f"/etc/snaplayers/keys/{name}.key"
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(key)
     return {"loop": loop, "luns": luns}
 
 

@@ -6,6 +6,7 @@ import re
 import pytest
 
 from testbed.amanda import BROKEN, CLIENT, ok_dumps
+from testbed.topology import WRONG_KEY
 from testbed.backup import dump_while_writing, table, verify
 
 pytestmark = pytest.mark.e2e
@@ -17,18 +18,34 @@ def test_amcheck_passes_with_the_whole_stack_set_up(amanda):
     assert "0 problems found" in out
 
 
-def test_amcheck_reports_a_missing_lv_clearly_and_fails(amanda):
+def test_amcheck_reports_each_broken_dle_clearly_and_fails(amanda):
     code, out = amanda.amcheck(BROKEN)
     assert code != 0
     vg = amanda.topo.vg(CLIENT)
+    guest_vg = next(v.guest_vg[0] for v in amanda.topo.variants if v.guest_vg)
     errors = [ln for ln in out.splitlines() if "ERROR" in ln and "snaplayers:" in ln]
-    assert errors and f"logical volume {vg}/nosuch does not exist" in errors[0], out
-    assert "missing-lv" in amanda.disklist(True)
+    expected = [f"logical volume {vg}/nosuch does not exist",
+                # found only inside the snapshot: a key that does not open it, a guest LV
+                f"luks={WRONG_KEY}: key file /etc/snaplayers/keys/{WRONG_KEY}.key does not open",
+                f"vg={guest_vg}+nosuch: volume group {guest_vg} in the snapshot has no LV nosuch "
+                "(it has: root)"]
+    for message in expected:
+        assert any(message in ln for ln in errors), f"{message!r} not in:\n{out}"
+    for disk in ("missing-lv", "wrong-key", "missing-guest-lv"):
+        assert disk in amanda.disklist(True)
     # the good DLEs of that config were set up and torn down without complaint: every script
-    # error is about the broken DLE (its message, or Amanda's pointer to that call's debug log)
+    # error is about a broken DLE (its message, or Amanda's pointer to that call's debug log)
     others = [ln for ln in out.splitlines() if "Script" in ln and "nosuch" not in ln
-              and "exited with status" not in ln]
+              and WRONG_KEY not in ln and "exited with status" not in ln]
     assert not others, out
+
+
+def test_a_wrong_key_fails_the_dump_with_the_reason(amanda):
+    amanda.as_backup("amdump", BROKEN, amanda.client_host, "wrong-key")
+    report = amanda.report(BROKEN)
+    assert "wrong-key" in report and "FAILED" in report, report
+    assert "does not open" in report and "wrong key" in report, report
+    assert "wrong-key" not in ok_dumps(amanda.dumps(BROKEN)), report
 
 
 def test_level0_dump_restores_byte_exact_while_the_guest_writes(amanda):

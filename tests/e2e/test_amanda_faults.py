@@ -10,9 +10,9 @@ import time
 
 import pytest
 from figures import record
+from leftovers import nothing_left
 
 from testbed.amanda import CLIENT, FAULTS, HOLD_DIR, SERVER
-from testbed.topology import MOUNT_BASE
 
 pytestmark = pytest.mark.e2e
 
@@ -58,15 +58,6 @@ def status(tb):
     return tb.exec(CLIENT, ["snaplayers", "status"], user="backup")
 
 
-def nothing_left(tb):
-    assert status(tb).strip() == "no stacks recorded"
-    assert ".amsnap" not in tb.exec(CLIENT, ["lvs", "--noheadings", "-o", "lv_name"])
-    assert "snaplayers-" not in tb.exec(CLIENT, ["dmsetup", "ls"])
-    # and no /dev/md link of a stopped array (a host without udev keeps them otherwise)
-    assert "snaplayers-" not in tb.exec(CLIENT, ["sh", "-c", "ls /dev/md/ 2>/dev/null; true"])
-    assert MOUNT_BASE not in tb.exec(CLIENT, ["cat", "/proc/self/mountinfo"])
-
-
 def full_dump(amanda, config):
     """amdump with nothing held and a level 0 forced (as an admin does after a failure);
     returns the new OK dump's date."""
@@ -105,7 +96,7 @@ def test_amdump_killed_after_pre_dle_backup_is_cleaned_up_by_the_next_run(amanda
     # the next run recovers it at once (not after stale-seconds) and dumps
     date = full_dump(amanda, FAULT)
     assert restored_exact(amanda, FAULT, date, tb.manifest(disk))
-    nothing_left(tb)
+    nothing_left(tb, CLIENT, status_user="backup")
     # killed again: this time the admin's own command removes it
     held = HeldDump(amanda, FAULT)
     kill_amanda(amanda, FAULT)
@@ -113,7 +104,7 @@ def test_amdump_killed_after_pre_dle_backup_is_cleaned_up_by_the_next_run(amanda
     assert "is gone: a leftover" in status(tb)
     out = tb.exec(CLIENT, ["snaplayers", "cleanup"], user="backup")
     assert "cleanup: 1 torn down, 0 failed" in out, out
-    nothing_left(tb)
+    nothing_left(tb, CLIENT, status_user="backup")
     record("scenarios survived")
 
 
@@ -141,7 +132,7 @@ def test_a_snapshot_overflowing_during_the_dump_is_a_failed_dump(amanda):
         if oks:
             now = tb.python("guest0", "guest.py", "manifest", {"root": tb.mountpoint(disk)})["manifest"]
             assert restored_exact(amanda, OVERFLOW, oks[0].date, now)
-        nothing_left(tb)
+        nothing_left(tb, CLIENT, status_user="backup")
     finally:
         tb.exec("guest0", ["rm", "-f", big])
     record("scenarios survived")
@@ -167,7 +158,7 @@ def test_an_iscsi_session_dropped_and_restored_between_backups(amanda):
     assert "Active Devices : 2" in detail, detail
     date = full_dump(amanda, FAULT)
     assert restored_exact(amanda, FAULT, date, tb.manifest(disk))
-    nothing_left(tb)
+    nothing_left(tb, CLIENT, status_user="backup")
     record("scenarios survived")
 
 
@@ -183,7 +174,7 @@ def test_the_storage_host_restarted_in_the_middle_of_a_dump(amanda):
     assert "is gone: a leftover" in shown and "present" in shown, shown
     date = full_dump(amanda, FAULT)
     assert restored_exact(amanda, FAULT, date, tb.manifest(disk))
-    nothing_left(tb)
+    nothing_left(tb, CLIENT, status_user="backup")
     record("scenarios survived")
 
 

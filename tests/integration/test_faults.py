@@ -11,6 +11,7 @@ from testbed.topology import MOUNT_BASE
 pytestmark = pytest.mark.integration
 
 from figures import record
+from leftovers import nothing_left
 
 PLUGIN = "/usr/lib/amanda/application/script-snaplayers"
 
@@ -35,16 +36,6 @@ def compare(testbed, variant):
                                         + " | tail -1"])
         record("bytes lost", int(sizes.split()[0]))
     assert seen == expected
-
-
-def nothing_left(testbed):
-    assert testbed.exec("storage0", ["snaplayers", "status"]).strip() == "no stacks recorded"
-    assert ".amsnap" not in testbed.exec("storage0", ["lvs", "--noheadings", "-o", "lv_name"])
-    assert "snaplayers-" not in testbed.exec("storage0", ["dmsetup", "ls"])
-    # and no /dev/md link of a stopped array (a host without udev keeps them otherwise)
-    assert "snaplayers-" not in testbed.exec("storage0", ["sh", "-c", "ls /dev/md/ 2>/dev/null; true"])
-    assert "snaplayers-" not in testbed.exec("storage0", ["sh", "-c", "mdadm --detail --scan; true"])
-    assert MOUNT_BASE not in testbed.exec("storage0", ["cat", "/proc/self/mountinfo"])
 
 
 def test_the_whole_cycle_runs_as_the_amanda_user_through_sudo(testbed):

@@ -5,12 +5,13 @@ import json
 
 import pytest
 
+from leftovers import nothing_left
 from testbed.topology import MOUNT_BASE
 
 pytestmark = pytest.mark.integration
 
 PLUGIN = "/usr/lib/amanda/application/script-snaplayers"
-VARIANTS = ["md-part-ext4", "md-xfs", "part-xfs", "lv-ext4"]
+VARIANTS = ["md-part-ext4", "md-xfs", "part-xfs", "lv-ext4", "md-part-vg-ext4", "md-part-luks-ext4"]
 
 
 def plugin(testbed, command, variant, *extra):
@@ -44,15 +45,10 @@ def test_snapshot_view_is_byte_exact_and_a_single_point_in_time(testbed, variant
 
 
 def assert_nothing_left(testbed, variant):
-    status = testbed.exec("storage0", ["snaplayers", "status"])
-    assert status.strip() == "no stacks recorded"
-    assert ".amsnap" not in testbed.exec("storage0", ["lvs", "--noheadings", "-o", "lv_name"])
-    assert "snaplayers-" not in testbed.exec("storage0", ["dmsetup", "ls"])
+    nothing_left(testbed)
     assert not testbed.exec("storage0", ["findmnt", "-n", testbed.device(variant)], check=False).strip()
     code, _, _ = testbed.run("storage0", ["test", "-e", testbed.device(variant)])
     assert code != 0, "the mount point directory was left behind"
-    arrays = testbed.exec("storage0", ["sh", "-c", "mdadm --detail --scan 2>/dev/null; true"])
-    assert "snaplayers-" not in arrays
 
 
 def test_amcheck_sets_up_silently_and_tears_down(testbed):
@@ -94,3 +90,47 @@ def test_testinfra_sees_the_guest_stack(testbed):
     assert storage.file("/usr/lib/amanda/application/script-snaplayers").mode == 0o755
     assert storage.run("visudo -cf /etc/sudoers.d/snaplayers").rc == 0
     assert json.loads(storage.run("lvs --reportformat json -o lv_name").stdout)["report"][0]["lv"]
+
+
+def test_a_guest_vg_named_like_the_hosts_is_read_from_the_snapshot_alone(testbed):
+    """The guest named its VG like storage0's: the host's VG is never renamed or activated,
+    the guest's own PV keeps its identity, and no LVM record of the clone stays on the host."""
+    variant = "md-part-vg-ext4"
+    vg, lv = testbed.topo.variant(variant).guest_vg
+    lvs = ["lvs", "--noheadings", "-o", "vg_name,vg_uuid,lv_name,lv_attr", vg]
+    before = testbed.exec("storage0", lvs), testbed.exec("guest0", lvs)
+    # the same VG and LV names on both sides, different VGs; the host's LV is not active
+    assert before[0].split()[0::2] == before[1].split()[0::2] == [vg, lv]
+    assert before[0].split()[1] != before[1].split()[1]
+    assert before[0].split()[3][4] == "-" and before[1].split()[3][4] == "a"
+    code, out, err = plugin(testbed, "PRE-DLE-BACKUP", variant, "--level", "0")
+    assert (code, err) == (0, ""), err
+    try:
+        device = testbed.device(variant)
+        source = testbed.exec("storage0", ["findmnt", "-n", "-o", "SOURCE", device]).strip()
+        assert source.startswith("/dev/mapper/snaplayers_"), source   # the renamed copy's LV
+        assert testbed.exec("storage0", lvs) == before[0]      # the host's namesake: untouched
+        seen = testbed.python("storage0", "guest.py", "manifest", {"root": device})["manifest"]
+        assert seen == testbed.manifest(variant)
+    finally:
+        code, out, err = plugin(testbed, "POST-DLE-BACKUP", variant, "--level", "0")
+    assert (code, out, err) == (0, "", "")
+    assert (testbed.exec("storage0", lvs), testbed.exec("guest0", lvs)) == before
+    assert_nothing_left(testbed, variant)
+
+
+@pytest.mark.parametrize("variant,replace,message", [
+    ("md-part-vg-ext4", ("+root", "+nosuch"), "has no LV nosuch (it has: root)"),
+    ("md-part-vg-ext4", ("vg=", "vg=x"), "belongs to volume group"),
+    ("md-part-luks-ext4", ("luks=tbkey", "luks=tbwrong"), "(wrong key)"),
+    ("md-part-luks-ext4", ("luks=tbkey", "luks=nokey"), "nokey.key"),
+])
+def test_what_is_wrong_inside_the_snapshot_is_one_line_and_unwound(testbed, variant, replace, message):
+    device = testbed.device(variant).replace(*replace)
+    code, out, err = testbed.run("storage0", [PLUGIN, "PRE-DLE-AMCHECK", "--execute-where", "client",
+                                              "--disk", "broken", "--device", device,
+                                              "--mount-base", MOUNT_BASE])
+    assert code != 0 and out == ""
+    assert err.count("\n") == 1 and message in err, err
+    nothing_left(testbed)
+    assert testbed.run("storage0", ["test", "-e", device])[0] != 0

@@ -31,8 +31,12 @@ class World:
 
     def kernel_objects(self):
         s = self.system
+        # dm mappings of every kind: partitions, open LUKS containers, active guest LVs
+        mappings = {**s.mappings, **{name: "crypt" for name in s.crypts},
+                    **{f"{vg}/{lv}": "guest LV" for vg, lvs in s.guest_lvs.items()
+                       for lv, active in lvs.items() if active}}
         return {"lvs": [n for n in s.lvs if n.endswith(".amsnap")], "arrays": dict(s.arrays),
-                "mappings": dict(s.mappings), "mounts": s.mounts(),
+                "mappings": mappings, "mounts": s.mounts(),
                 "dirs": sorted(d for d in s.dirs if d.startswith(BASE + "/"))}
 
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snaplayers.device import Lvm, Part, Raid1, parse
+from snaplayers.device import Luks, Lvm, Part, Raid1, Vg, parse
 from snaplayers.errors import BadInput
 
 BASE = "/v/amsnap"
@@ -17,6 +17,15 @@ VALID = {
     "lvm=vg_1.x+lv-2_a,part=128": (Lvm("vg_1.x", "lv-2_a"), Part(128)),
     "lvm=data0+vol04,part=2,raid1,part=1": (Lvm("data0", "vol04"), Part(2), Raid1(), Part(1)),
     "lvm=data0+vol05,part=1,raid1,part=1": (Lvm("data0", "vol05"), Part(1), Raid1(), Part(1)),
+    # the guest's own LVM and LUKS, in the orders real VMs use
+    "lvm=data0+vol06,raid1,part=3,vg=data0+root": (Lvm("data0", "vol06"), Raid1(), Part(3),
+                                                   Vg("data0", "root")),
+    "lvm=data0+vol07,raid1,part=1,luks=vm7": (Lvm("data0", "vol07"), Raid1(), Part(1), Luks("vm7")),
+    "lvm=data0+vol08,part=2,luks=k.2,vg=vg-x+home": (Lvm("data0", "vol08"), Part(2), Luks("k.2"),
+                                                     Vg("vg-x", "home")),
+    "lvm=data0+vol09,vg=guest+lv,luks=key_1": (Lvm("data0", "vol09"), Vg("guest", "lv"),
+                                               Luks("key_1")),
+    "lvm=data0+vol10,raid1,vg=a+b,part=1": (Lvm("data0", "vol10"), Raid1(), Vg("a", "b"), Part(1)),
 }
 
 
@@ -52,7 +61,20 @@ INVALID = [
     (f"{BASE}/lvm=a+b,part=-1", "1..128"),
     (f"{BASE}/lvm=a+b,part=", "1..128"),
     (f"{BASE}/lvm=a+b,raid5", "unknown layer"),
-    (f"{BASE}/lvm=a+b,luks=x", "unknown layer"),
+    (f"{BASE}/lvm=a+b,lukz=x", "unknown layer"),
+    (f"{BASE}/vg=a+b", "first"),
+    (f"{BASE}/lvm=a+b,vg=a", "vg=<vg>+<lv>"),
+    (f"{BASE}/lvm=a+b,vg=a+b,vg=c+d", "duplicate"),
+    (f"{BASE}/lvm=a+b,vg=a+b,part=1,vg=c+d", "one guest VG"),
+    (f"{BASE}/lvm=a+b,vg=a+b_rimage", "reserved"),
+    (f"{BASE}/lvm=a+b,vg=-a+b", "name rules"),
+    (f"{BASE}/lvm=a+b,luks=x,luks=y", "duplicate"),
+    (f"{BASE}/lvm=a+b,luks=", "key name"),
+    (f"{BASE}/lvm=a+b,luks=.hidden", "key name"),
+    (f"{BASE}/lvm=a+b,luks=-x", "key name"),
+    (f"{BASE}/lvm=a+b,luks=a+b", "key name"),
+    (f"{BASE}/lvm=a+b,luks=" + "k" * 65, "key name"),
+    (f"{BASE}/lvm=a+b,luks=$(id)", "key name"),
     (f"{BASE}/lvm=ab", "lvm=<vg>+<lv>"),
     (f"{BASE}/lvm=+b", "empty VG"),
     (f"{BASE}/lvm=a+", "empty LV"),
@@ -93,13 +115,16 @@ def test_invalid_devices_are_rejected_with_one_line(device, word):
 names = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True).filter(
     lambda n: not n.startswith(("snapshot", "pvmove")) and "_m" not in n and "_r" not in n
     and "_c" not in n and "_t" not in n and "_v" not in n and "_p" not in n)
-upper = st.lists(st.sampled_from(["raid1"]) | st.integers(1, 128).map(lambda n: f"part={n}"),
-                 max_size=3)
+upper = st.lists(st.sampled_from(["raid1"]) | st.integers(1, 128).map(lambda n: f"part={n}")
+                 | st.tuples(names, names).map(lambda p: f"vg={p[0]}+{p[1]}")
+                 | st.from_regex(r"luks=[A-Za-z0-9_][A-Za-z0-9_.-]{0,8}", fullmatch=True),
+                 max_size=4)
 
 
 def _valid_chain(tokens):
     kinds = [t.split("=")[0] for t in tokens]
-    return all(a != b for a, b in zip(["lvm"] + kinds, kinds)) and kinds.count("raid1") <= 1
+    return (all(a != b for a, b in zip(["lvm"] + kinds, kinds)) and kinds.count("raid1") <= 1
+            and kinds.count("vg") <= 1)
 
 
 @settings(max_examples=300, deadline=None)

@@ -144,3 +144,150 @@ def test_unsupported_filesystem_is_refused(world, spec):
     with pytest.raises(LayerError, match="swap"):
         world.stack().setup(spec("lvm=data0+vol02"))
     assert world.kernel_objects() == {"lvs": [], "arrays": {}, "mappings": {}, "mounts": [], "dirs": []}
+
+
+# -- the guest's LVM (vg=) and LUKS (luks=) -------------------------------------------------
+
+def _guest_lvm(argv):
+    return [argv[0], *argv[3:]] if argv[1:2] == ["--config"] else argv
+
+
+def test_guest_vg_is_renamed_in_the_snapshot_before_anything_is_activated(world, spec):
+    from snaplayers.layers.vg import lvm_config
+    stack = world.stack("vol05")
+    world.system.guest = ("data0", ["root", "swap"])    # the host's own VG name, inside the guest
+    pv = f"/dev/mapper/snaplayers-{stack.ctx.dle_id}-2p3"
+    clone = f"snaplayers_{stack.ctx.dle_id}"
+    mp = "/v/amsnap/lvm=data0+vol05,raid1,part=3,vg=data0+root"
+    assert stack.setup(spec("lvm=data0+vol05,raid1,part=3,vg=data0+root")) == mp
+    n = len(world.runner.executed)
+    stack.teardown()
+    cmds = world.commands()
+    guest = [c for c in cmds if c[0] in ("pvs", "vgimportclone", "lvchange", "vgchange")
+             or c[1:2] == ["--config"]]
+    # every LVM command on the guest's VG sees the snapshot's device alone
+    assert all(c[1:3] == ["--config", lvm_config(pv)] for c in guest)
+    assert '"a|^/dev/mapper/snaplayers-' in lvm_config(pv) and '"r|.*|"' in lvm_config(pv)
+    fields = ["--noheadings", "--nameprefixes", "-o"]
+    assert [_guest_lvm(c) for c in cmds[:n] if c in guest] == [
+        ["pvs", *fields, "pv_name,vg_name,vg_uuid,pv_count", pv],
+        ["vgimportclone", "--basevgname", clone, pv],
+        ["pvs", *fields, "pv_name,vg_name,vg_uuid,pv_count", pv],
+        ["lvs", *fields, "lv_name,lv_attr,vg_uuid", clone],
+        ["lvchange", "--activate", "y", f"{clone}/root"],
+        ["lvs", *fields, "lv_name,lv_attr,vg_uuid", clone],
+    ]
+    assert cmds[n - 1] == ["mount", "-t", "ext4", "-o", "ro", f"/dev/mapper/{clone}-root", mp]
+    assert [_guest_lvm(c) for c in cmds[n:] if c in guest] == [
+        ["lvs", *fields, "lv_name,lv_attr,vg_uuid", clone],
+        ["vgchange", "--activate", "n", clone],
+    ]
+    # the guest's own name is never activated or changed: only the renamed copy is
+    assert not any(a in ("data0", "data0/root") for c in guest for a in c[3:])
+    assert world.kernel_objects()["mappings"] == {}
+
+
+@pytest.mark.parametrize("guest,layers,message", [
+    (("other", ["root"]), "vg=data0+root", "belongs to volume group other, not data0"),
+    (("data0", ["home"]), "vg=data0+root", "has no LV root (it has: home)"),
+])
+def test_unknown_guest_vg_or_lv_is_reported_and_nothing_is_left(world, spec, guest, layers, message):
+    from snaplayers.errors import LayerError
+    world.system.guest = guest
+    with pytest.raises(LayerError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        world.stack().setup(spec(f"lvm=data0+vol00,raid1,part=1,{layers}"))
+    assert world.kernel_objects() == {"lvs": [], "arrays": {}, "mappings": {}, "mounts": [],
+                                      "dirs": []}
+    assert not any(c[0] == "lvchange" for c in world.commands())
+
+
+def test_guest_vg_spread_over_several_pvs_is_refused_before_it_is_renamed(world, spec):
+    from snaplayers.errors import LayerError
+    world.system.pvs["/dev/mapper/data0-vol00.amsnap"] = {
+        "pv_name": "/dev/mapper/data0-vol00.amsnap", "vg_name": "vg0", "vg_uuid": "u", "pv_count": "2"}
+    with pytest.raises(LayerError, match="spans 2 PVs"):
+        world.stack().setup(spec("lvm=data0+vol00,vg=vg0+root"))
+    assert not any(c[0] == "vgimportclone" for c in world.commands())
+
+
+def test_a_device_without_a_pv_is_refused(world, spec):
+    from snaplayers.errors import LayerError
+    world.system.permissive = False
+    world.system.add_lv("data0", "vol00")
+    with pytest.raises(LayerError, match="holds no LVM physical volume"):
+        world.stack().setup(spec("lvm=data0+vol00,vg=vg0+root"))
+
+
+def test_luks_argv_key_file_from_the_key_dir(tmp_path, spec):
+    from conftest import World
+    world = World(tmp_path, key_dir="/etc/keys")
+    stack = world.stack("vol06")
+    part = f"/dev/mapper/snaplayers-{stack.ctx.dle_id}-2p1"
+    crypt = f"snaplayers-{stack.ctx.dle_id}-3c"
+    mp = "/v/amsnap/lvm=data0+vol06,raid1,part=1,luks=vm6"
+    stack.setup(spec("lvm=data0+vol06,raid1,part=1,luks=vm6"))
+    n = len(world.runner.executed)
+    stack.teardown()
+    cmds = world.commands()
+    assert [c for c in cmds[:n] if c[0] == "cryptsetup" or c[-1] == crypt] == [
+        ["cryptsetup", "isLuks", part],
+        ["cryptsetup", "status", crypt],
+        ["cryptsetup", "open", "--type", "luks", "--key-file", "/etc/keys/vm6.key", part, crypt],
+        ["dmsetup", "mknodes", crypt],
+        ["cryptsetup", "status", crypt],
+    ]
+    assert cmds[n - 1] == ["mount", "-t", "ext4", "-o", "ro", f"/dev/mapper/{crypt}", mp]
+    assert cmds[n:n + 4] == [["umount", mp], ["cryptsetup", "status", crypt],
+                             ["cryptsetup", "close", crypt], ["dmsetup", "mknodes", crypt]]
+    # dmsetup table prints a LUKS1 key: never run on the crypt mapping
+    assert ["dmsetup", "table", crypt] not in cmds
+    assert world.kernel_objects()["mappings"] == {}
+
+
+def test_wrong_key_is_reported_and_nothing_is_left(world, spec):
+    from snaplayers.errors import LayerError
+    stack = world.stack()
+    world.system.luks[f"/dev/mapper/snaplayers-{stack.ctx.dle_id}-2p1"] = "/etc/snaplayers/keys/right.key"
+    with pytest.raises(LayerError, match=r"luks=wrong: key file /etc/snaplayers/keys/wrong.key does "
+                                         r"not open .* \(wrong key\)"):
+        stack.setup(spec("lvm=data0+vol00,raid1,part=1,luks=wrong"))
+    assert world.kernel_objects() == {"lvs": [], "arrays": {}, "mappings": {}, "mounts": [],
+                                      "dirs": []}
+
+
+def test_a_device_without_luks_is_refused(world, spec):
+    from snaplayers.errors import LayerError
+    world.system.permissive = False
+    world.system.add_lv("data0", "vol00")
+    with pytest.raises(LayerError, match="holds no LUKS header"):
+        world.stack().setup(spec("lvm=data0+vol00,luks=k"))
+    assert not any(c[:2] == ["cryptsetup", "open"] for c in world.commands())
+
+
+def test_an_open_mapping_under_our_name_is_neither_reused_nor_closed(world, spec):
+    from snaplayers.errors import LayerError
+    stack = world.stack()
+    crypt = f"snaplayers-{stack.ctx.dle_id}-1c"
+    world.system.crypts[crypt] = "/dev/sdz"
+    with pytest.raises(LayerError, match="not recorded by snaplayers"):
+        stack.setup(spec("lvm=data0+vol00,luks=k"))
+    assert world.system.crypts == {crypt: "/dev/sdz"}
+    assert world.kernel_objects()["lvs"] == []
+
+
+def test_teardown_refuses_a_guest_vg_or_luks_mapping_that_is_not_the_one_made(world, spec):
+    from snaplayers.errors import LayerError
+    stack = world.stack()
+    stack.setup(spec("lvm=data0+vol00,raid1,part=1,vg=vg0+root,luks=k"))
+    crypt = f"snaplayers-{stack.ctx.dle_id}-4c"
+    world.system.crypts[crypt] = "/dev/sdz"             # someone reopened our name elsewhere
+    with pytest.raises(LayerError, match="not closing it"):
+        stack.teardown()
+    assert crypt in world.system.crypts
+    world.system.crypts.pop(crypt)
+    clone = f"snaplayers_{stack.ctx.dle_id}"
+    pv = next(p for p in world.system.pvs.values() if p["vg_name"] == clone)
+    pv["vg_uuid"] = "someone-elses"
+    with pytest.raises(LayerError, match="not deactivating it"):
+        stack.teardown()
+    assert world.system.guest_lvs[clone]["root"] is True

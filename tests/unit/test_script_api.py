@@ -127,7 +127,8 @@ HOSTILE_DEVICES = [
     f"{BASE}/lvm=a+b,part=0x10", f"{BASE}/lvm=a+b,part= 1", f"{BASE}/lvm=a+b,part=1.0",
     f"{BASE}/lvm=a+b,,part=1", f"{BASE}/,lvm=a+b", f"{BASE}/lvm=a+b,", f"{BASE}/lvm=", f"{BASE}/lvm=+",
     f"{BASE}/lvm=a+b,raid", f"{BASE}/lvm=a+b,RAID1", f"{BASE}/LVM=a+b", f"{BASE}/lvm=a+b,raid1=1",
-    f"{BASE}/lvm=a+b,luks=x", f"{BASE}/lvm=a+b,vg=c+d", f"{BASE}/lvm=a+b,mount", f"{BASE}/lvm=a+b_rimage_0",
+    f"{BASE}/lvm=a+b,luks=-x", f"{BASE}/lvm=a+b,vg=c", f"{BASE}/lvm=a+b,luks=.key", f"{BASE}/lvm=a+b,vg=c+d+e",
+    f"{BASE}/lvm=a+b,vg=c+d,part=1,vg=e+f", f"{BASE}/lvm=a+b,luks=x;id", f"{BASE}/lvm=a+b,luks=", f"{BASE}/lvm=a+b,mount", f"{BASE}/lvm=a+b_rimage_0",
     f"{BASE}/lvm=a+snapshot1", f"{BASE}/lvm=a+pvmove0", f"{BASE}/lvm=a+b_tmeta", f"{BASE}/lvm=.+b",
     f"{BASE}/lvm=a+..", f"{BASE}/lvm=a+vol00.amsnap", f"{BASE}/lvm=data0+live.amsnap",
     "", "/", BASE, f"{BASE}/", f"{BASE}//lvm=a+b", f"{BASE}/./lvm=a+b", "lvm=a+b", "v/amsnap/lvm=a+b",
@@ -142,6 +143,7 @@ HOSTILE_PROPERTIES = [
     ("snap-suffix", ".a/b"), ("snap-suffix", ".a b"), ("snap-suffix", "_mlog"), ("snap-suffix", "." + "a" * 40),
     ("stale-seconds", "-5"), ("stale-seconds", "1e9"), ("stale-seconds", "soon"),
     ("state-dir", "relative"), ("state-dir", "/var/../tmp"), ("log-dir", "/tmp/$(id)"),
+    ("key-dir", "keys"), ("key-dir", "/etc/../root"), ("key-dir", "/etc/keys;id"), ("key-dir", "/"),
     ("sudo", "maybe"), ("recovery", "perhaps"), ("debug", "2"),
     ("unknown-prop", "x"), ("execute-where", "server"),
 ]

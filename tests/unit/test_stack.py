@@ -12,7 +12,9 @@ from snaplayers.journal import KEYS, Journal, allocation_lock, dle_lock
 
 EMPTY = {"lvs": [], "arrays": {}, "mappings": {}, "mounts": [], "dirs": []}
 STACKS = ["lvm=data0+vol00,raid1,part=1", "lvm=data0+vol01,part=2", "lvm=data0+vol02",
-          "lvm=data0+vol03,raid1", "lvm=data0+vol04,part=2,raid1,part=1"]
+          "lvm=data0+vol03,raid1", "lvm=data0+vol04,part=2,raid1,part=1",
+          "lvm=data0+vol05,raid1,part=1,vg=vg0+root", "lvm=data0+vol06,raid1,part=1,luks=vm6",
+          "lvm=data0+vol07,part=2,luks=k,vg=vg0+swap"]
 CREATORS = ("lvcreate", "mdadm --assemble", "dmsetup create", "mount")
 
 

@@ -1,0 +1,120 @@
+"""`vg=<vg>+<lv>`: the guest's own volume group on the device below; one of its LVs.
+
+The guest VG's name and UUIDs are the guest's: they can equal the host's (Debian's installer
+names every VG alike) or, when the host sees the origin too, the origin's. So every command
+here sees the snapshot's device alone (a `--config` device filter, which lvm2 2.03.11 has and
+`--devices` is not), and `vgimportclone` first gives the copy in the snapshot a name and UUIDs
+of its own: `snaplayers_<dle id>`. Only then is anything activated, and never by the guest's
+name, so the host's VG of that name is never touched. No metadata backup, archive or hints
+file is written on the host.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from ..device import dm_name
+from . import Layer
+
+CLONE_PREFIX = "snaplayers_"
+FIELDS = "lv_name,lv_attr,vg_uuid"
+
+
+def lvm_config(device: str) -> str:
+    """LVM settings for one device: '.' and '+' in its path are classes in LVM's regex."""
+    exact = "".join(f"[{c}]" if c in ".+" else c for c in device)
+    # global_filter admits the one device; filter (which lvm.conf may narrow) admits it too
+    return (f'devices/global_filter=["a|^{exact}$|","r|.*|"] devices/filter=["a|.*|"] '
+            'devices/scan_lvs=1 devices/use_devicesfile=0 devices/hints="none" '
+            "backup/backup=0 backup/archive=0")
+
+
+def _rows(text: str) -> list[dict[str, str]]:
+    rows = []
+    for line in text.splitlines():
+        fields = {}
+        for pair in shlex.split(line):
+            key, _, value = pair.partition("=")
+            fields[key.replace("LVM2_", "").lower()] = value
+        if fields:
+            rows.append(fields)
+    return rows
+
+
+class GuestVg(Layer):
+    kind = "vg"
+    tools = ("pvs", "vgimportclone", "lvs", "lvchange", "vgchange")
+    privileged = (
+        ("pvs", "--config", "{LVMCONF}", "--noheadings", "--nameprefixes", "-o",
+         "pv_name,vg_name,vg_uuid,pv_count", "{DEV}"),
+        ("vgimportclone", "--config", "{LVMCONF}", "--basevgname", "{CLONEVG}", "{DEV}"),
+        ("lvs", "--config", "{LVMCONF}", "--noheadings", "--nameprefixes", "-o", FIELDS,
+         "{CLONEVG}"),
+        ("lvchange", "--config", "{LVMCONF}", "--activate", "y", "{CLONEVG}/{LV}"),
+        ("vgchange", "--config", "{LVMCONF}", "--activate", "n", "{CLONEVG}"),
+    )
+
+    @classmethod
+    def plan(cls, ctx, token, parent, spec):
+        clone = CLONE_PREFIX + ctx.dle_id
+        return cls(ctx, {
+            "kind": cls.kind, "token": token.token(), "state": "planned",
+            "vg": token.vg, "lv": token.lv, "pv": parent.device, "clone": clone,
+            "device": f"/dev/mapper/{dm_name(clone, token.lv)}",
+        }, parent)
+
+    def lvm(self, *argv: str, accept=(0,)):
+        return self.run(argv[0], "--config", lvm_config(self.rec["pv"]), *argv[1:], accept=accept)
+
+    def pv(self) -> dict[str, str]:
+        res = self.lvm("pvs", "--noheadings", "--nameprefixes", "-o",
+                       "pv_name,vg_name,vg_uuid,pv_count", self.rec["pv"], accept=(0, 5))
+        rows = _rows(res.stdout) if res.returncode == 0 else []
+        return rows[0] if rows else {}
+
+    def clone_lvs(self) -> list[dict[str, str]]:
+        res = self.lvm("lvs", "--noheadings", "--nameprefixes", "-o", FIELDS, self.rec["clone"],
+                       accept=(0, 5))
+        return _rows(res.stdout) if res.returncode == 0 else []
+
+    def _pre_setup(self):
+        pv, vg, where = self.pv(), self.rec["vg"], self.rec["pv"]
+        if not pv:
+            raise self.fail(f"{where} holds no LVM physical volume")
+        if pv.get("vg_name") != vg:
+            raise self.fail(f"{where} belongs to volume group {pv.get('vg_name') or '(none)'}, "
+                            f"not {vg}")
+        if pv.get("pv_count") != "1":
+            raise self.fail(f"volume group {vg} spans {pv.get('pv_count')} PVs; the snapshot holds "
+                            "one, so its LVs cannot be read whole")
+        self.rec["guest_vg_uuid"] = pv.get("vg_uuid", "")
+
+    def _setup(self):
+        self.lvm("vgimportclone", "--basevgname", self.rec["clone"], self.rec["pv"])
+        pv = self.pv()
+        if pv.get("vg_name") != self.rec["clone"]:
+            raise self.fail(f"vgimportclone left {self.rec['pv']} in volume group "
+                            f"{pv.get('vg_name') or '(none)'}, not {self.rec['clone']}")
+        self.rec["vg_uuid"] = pv["vg_uuid"]
+        names = [row["lv_name"] for row in self.clone_lvs()]
+        if self.rec["lv"] not in names:
+            raise self.fail(f"volume group {self.rec['vg']} in the snapshot has no LV "
+                            f"{self.rec['lv']} (it has: {', '.join(names) or 'none'})")
+        self.lvm("lvchange", "--activate", "y", f"{self.rec['clone']}/{self.rec['lv']}")
+
+    def _post_setup(self):
+        row = next((r for r in self.clone_lvs() if r["lv_name"] == self.rec["lv"]), {})
+        if row.get("lv_attr", "")[4:5] != "a" or not self.ctx.host.wait_for(self.rec["device"]):
+            raise self.fail(f"{self.rec['device']} is not active")
+
+    def _exists(self):
+        self._live = self.clone_lvs() if self.ctx.host.exists(self.rec["pv"]) else []
+        return bool(self._live)
+
+    def _teardown(self):
+        found = {row.get("vg_uuid") for row in self._live}
+        # the clone's name is ours and it is seen on our device only; its UUID, once known, too
+        if self.rec.get("vg_uuid") and found != {self.rec["vg_uuid"]}:
+            raise self.fail(f"volume group {self.rec['clone']} has UUID {', '.join(found)}, not "
+                            f"{self.rec['vg_uuid']} that snaplayers made; not deactivating it")
+        self.lvm("vgchange", "--activate", "n", self.rec["clone"])
