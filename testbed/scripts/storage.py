@@ -32,7 +32,9 @@ def create(spec):
     os.makedirs(workdir, exist_ok=True)
     os.makedirs("/run/lock/lvm", exist_ok=True)
     pv = os.path.join(workdir, "pv.img")
-    total = sum(v["size_mb"] for v in spec["volumes"]) + 256
+    # room for a 20%ORIGIN snapshot of every LV at once (a test sets up every DLE together),
+    # plus an LV of 64M the origin-array test makes; the file is sparse
+    total = sum(v["size_mb"] * 5 // 4 for v in spec["volumes"]) + 256
     sh("truncate", "-s", f"{total}M", pv)
     loop = sh("losetup", "--find", "--show", pv).strip()
     # a VG named like a guest's, on a PV of its own (see topology.clash_vgs)
