@@ -195,3 +195,17 @@ def parse_export(text: str) -> dict[str, str]:
         if eq:
             out[key] = value
     return out
+
+
+def parse_nameprefixes(text: str) -> list[dict[str, str]]:
+    """Rows of LVM's `--noheadings --nameprefixes` report: LVM2_LV_NAME='x' -> {"lv_name": "x"}."""
+    import shlex
+    rows = []
+    for line in text.splitlines():
+        fields = {}
+        for pair in shlex.split(line):
+            key, _, value = pair.partition("=")
+            fields[key.replace("LVM2_", "").lower()] = value
+        if fields:
+            rows.append(fields)
+    return rows

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shlex
-
 from ..errors import SnapshotInvalid
 from ..device import dm_name
-from . import Layer
+from . import Layer, parse_nameprefixes
 
 FIELDS = "lv_name,lv_attr,origin,segtype,data_percent"
 # lv_attr[0] types that are not an ordinary origin: snapshots, pools, pool/raid metadata,
@@ -39,13 +37,8 @@ class LvSnapshot(Layer):
         """One LV's fields, or None if LVM does not know it (lvs exits 5)."""
         res = self.run("lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o", FIELDS,
                        f"{self.rec['vg']}/{lv}", accept=(0, 5))
-        if res.returncode != 0 or not res.stdout.strip():
-            return None
-        fields = {}
-        for pair in shlex.split(res.stdout):
-            key, _, value = pair.partition("=")
-            fields[key.replace("LVM2_", "").lower()] = value
-        return fields
+        rows = parse_nameprefixes(res.stdout) if res.returncode == 0 else []
+        return rows[0] if rows else None
 
     def _pre_setup(self):
         origin = self.lvs(self.rec["origin"])

@@ -11,10 +11,8 @@ file is written on the host.
 
 from __future__ import annotations
 
-import shlex
-
 from ..device import dm_name
-from . import Layer
+from . import Layer, parse_nameprefixes
 
 CLONE_PREFIX = "snaplayers_"
 FIELDS = "lv_name,lv_attr,vg_uuid"
@@ -27,18 +25,6 @@ def lvm_config(device: str) -> str:
     return (f'devices/global_filter=["a|^{exact}$|","r|.*|"] devices/filter=["a|.*|"] '
             'devices/scan_lvs=1 devices/use_devicesfile=0 devices/hints="none" '
             "backup/backup=0 backup/archive=0")
-
-
-def _rows(text: str) -> list[dict[str, str]]:
-    rows = []
-    for line in text.splitlines():
-        fields = {}
-        for pair in shlex.split(line):
-            key, _, value = pair.partition("=")
-            fields[key.replace("LVM2_", "").lower()] = value
-        if fields:
-            rows.append(fields)
-    return rows
 
 
 class GuestVg(Layer):
@@ -69,13 +55,13 @@ class GuestVg(Layer):
     def pv(self) -> dict[str, str]:
         res = self.lvm("pvs", "--noheadings", "--nameprefixes", "-o",
                        "pv_name,vg_name,vg_uuid,pv_count", self.rec["pv"], accept=(0, 5))
-        rows = _rows(res.stdout) if res.returncode == 0 else []
+        rows = parse_nameprefixes(res.stdout) if res.returncode == 0 else []
         return rows[0] if rows else {}
 
     def clone_lvs(self) -> list[dict[str, str]]:
         res = self.lvm("lvs", "--noheadings", "--nameprefixes", "-o", FIELDS, self.rec["clone"],
                        accept=(0, 5))
-        return _rows(res.stdout) if res.returncode == 0 else []
+        return parse_nameprefixes(res.stdout) if res.returncode == 0 else []
 
     def _pre_setup(self):
         pv, vg, where = self.pv(), self.rec["vg"], self.rec["pv"]
