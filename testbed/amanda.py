@@ -28,7 +28,6 @@ DUMPTYPE = {"lv-ext4": "snaplayers-gnutar"}
 DEFAULT_DUMPTYPE = "snaplayers-amgtar"
 HOLD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "script-testbed-hold")
 HOLD_DIR = "/run/testbed-hold"
-BACKUP_ID = 34      # Debian's `backup` user and group: fixed by base-passwd
 # The fault tier's configs: one DLE each, held after snaplayers' PRE-DLE-BACKUP (see HOLD)
 # so that a fault can happen while the dump runs; TBOVERFLOW's snapshot has 8 MiB of room.
 FAULTS = {"TBFAULT": ("md-part-ext4", "snaplayers-amgtar-held"),
@@ -60,11 +59,31 @@ define dumptype snaplayers-amgtar-small-held {
 """
 
 
-def server_conf(name: str, extra: str = "") -> str:
+@dataclass
+class Layout:
+    """How this Amanda was built, asked of Amanda itself: Debian's (`backup`, /usr/lib/amanda)
+    or Zmanda's RPMs' (`amandabackup`, /usr/libexec/amanda)."""
+    user: str
+    group: str
+    uid: int
+    gid: int
+    application_dir: str
+    amandahosts: str        # the file amandad reads: ~user/.amandahosts (Debian links it to /etc)
+
+    @classmethod
+    def of(cls, tb, node: str) -> "Layout":
+        out = tb.exec(node, ["sh", "-c", 'u=$(amgetconf build.CLIENT_LOGIN) && home=$(getent passwd "$u" | cut -d: -f6) '
+                                         '&& echo "$u" && id -gn "$u" && id -u "$u" && id -g "$u" '
+                                         '&& amgetconf build.APPLICATION_DIR && readlink -f "$home/.amandahosts"'])
+        user, group, uid, gid, application_dir, amandahosts = out.split()
+        return cls(user, group, int(uid), int(gid), application_dir, amandahosts)
+
+
+def server_conf(name: str, user: str, extra: str = "") -> str:
     examples = open(EXAMPLES).read()
     return f"""org "snaplayers testbed {name}"
 mailto ""
-dumpuser "backup"
+dumpuser "{user}"
 inparallel 4
 maxdumps 4
 dumpcycle 7 days
@@ -107,6 +126,7 @@ class Amanda:
     def __init__(self, testbed):
         self.tb = testbed
         self.topo = testbed.topo
+        self.layout: Layout = None      # asked of the server's Amanda in create()
 
     @property
     def server(self) -> str:
@@ -119,14 +139,14 @@ class Amanda:
     def put(self, node: str, files: Dict[str, tuple]) -> None:
         """Files in one archive, one call: path -> (text, mode, owner). Each docker exec costs
         about a second under TCG, so set-up batches its writes."""
-        ids = {"root": 0, "backup": BACKUP_ID}
+        ids = {"root": (0, 0), "amanda": (self.layout.uid, self.layout.gid)}
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for path, (text, mode, owner) in files.items():
                 data = text.encode()
                 info = tarfile.TarInfo(path.lstrip("/"))
                 info.size, info.mode = len(data), mode
-                info.uid = info.gid = ids[owner]
+                info.uid, info.gid = ids[owner]
                 tar.addfile(info, io.BytesIO(data))
         self.tb.client.containers.get(self.topo.container(node)).put_archive("/", buf.getvalue())
 
@@ -140,6 +160,7 @@ class Amanda:
                 tb.client.containers.run(tb.image, ["sleep", "infinity"], name=self.server,
                                          hostname=SERVER, detach=True, network=self.topo.network,
                                          labels=tb.labels(SERVER))
+            self.layout = Layout.of(tb, SERVER)
         with tb.steps.step("configure Amanda server and client (bsdtcp, inetd, sudoers)"):
             self._server()
             self._client()
@@ -166,9 +187,10 @@ class Amanda:
         for name, (disklist, extra) in self.configs().items():
             files.update(self._config_files(name, disklist, extra))
         # amrecover runs on the server and talks to the server's own amindexd/amidxtaped
-        hosts = "".join(f"{n} root amindexd amidxtaped\n{n} backup amdump\n" for n in self._names(SERVER))
+        user = self.layout.user
+        hosts = "".join(f"{n} root amindexd amidxtaped\n{n} {user} amdump\n" for n in self._names(SERVER))
         hosts += "localhost root amindexd amidxtaped\n"
-        files["/etc/amandahosts"] = (hosts, 0o600, "backup")
+        files[self.layout.amandahosts] = (hosts, 0o600, "amanda")
         files["/etc/amanda/amanda-client.conf"] = (
             f'conf "{CONFIG}"\nindex_server "{self.server}"\ntape_server "{self.server}"\n'
             'auth "bsdtcp"\nssh_keys ""\nunreserved-tcp-port 1025,65535\n', 0o644, "root")
@@ -177,15 +199,16 @@ class Amanda:
         self.tb.exec(SERVER, ["sh", "-c", "pgrep -x inetd >/dev/null || /usr/sbin/inetd"])
 
     def _config_files(self, name: str, disklist: str, extra: str) -> Dict[str, tuple]:
-        return {f"/etc/amanda/{name}/amanda.conf": (server_conf(name, extra), 0o644, "backup"),
-                f"/etc/amanda/{name}/disklist": (disklist, 0o644, "backup")}
+        return {f"/etc/amanda/{name}/amanda.conf": (server_conf(name, self.layout.user, extra), 0o644, "amanda"),
+                f"/etc/amanda/{name}/disklist": (disklist, 0o644, "amanda")}
 
     def _directories(self, names: List[str]) -> None:
         script = "".join(f"mkdir -p /srv/amanda/{n}/holding /srv/amanda/{n}/state/log /srv/amanda/{n}/state/index "
                          f"&& for i in $(seq 1 20); do mkdir -p /srv/amanda/{n}/vtapes/slot$i; done && "
                          for n in names)
         configs = " ".join(f"/etc/amanda/{n}" for n in names)
-        self.tb.exec(SERVER, ["sh", "-c", script + f"chown -R backup:backup /srv/amanda {configs}"])
+        owner = f"{self.layout.user}:{self.layout.group}"
+        self.tb.exec(SERVER, ["sh", "-c", script + f"chown -R {owner} /srv/amanda {configs}"])
 
     def write_config(self, name: str, disklist: str, extra: str = "") -> None:
         """One more config on the server (the benchmarks' subsets)."""
@@ -193,14 +216,15 @@ class Amanda:
         self._directories([name])
 
     def _client(self) -> None:
-        hosts = "".join(f"{n} backup amdump\n" for n in self._names(SERVER))
+        layout = self.layout
+        hosts = "".join(f"{n} {layout.user} amdump\n" for n in self._names(SERVER))
         self.put(CLIENT, {
-            "/etc/amandahosts": (hosts, 0o600, "backup"),
+            layout.amandahosts: (hosts, 0o600, "amanda"),
             "/etc/amanda/amanda-client.conf": (f'conf "{CONFIG}"\nindex_server "{self.server}"\n'
                                                f'tape_server "{self.server}"\nauth "bsdtcp"\n', 0o644, "root"),
             # the fault tier's hold script, next to the plugin in Amanda's application dir
-            "/usr/lib/amanda/application/script-testbed-hold": (open(HOLD).read(), 0o755, "root")})
-        self.tb.exec(CLIENT, ["sh", "-c", f"mkdir -p {HOLD_DIR} && chown backup:backup {HOLD_DIR} && "
+            f"{layout.application_dir}/script-testbed-hold": (open(HOLD).read(), 0o755, "root")})
+        self.tb.exec(CLIENT, ["sh", "-c", f"mkdir -p {HOLD_DIR} && chown {layout.user}:{layout.group} {HOLD_DIR} && "
                                           "(pgrep -x inetd >/dev/null || /usr/sbin/inetd)"])
 
     def start_client(self) -> None:
@@ -232,7 +256,7 @@ class Amanda:
     # -- Amanda's own commands, as the dump user --------------------------------------------
     def as_backup(self, *argv: str, timeout: int = 1200):
         # a hung Amanda command fails the step instead of the whole run
-        return self.tb.run(SERVER, ["timeout", str(timeout), *argv], user="backup")
+        return self.tb.run(SERVER, ["timeout", str(timeout), *argv], user=self.layout.user)
 
     def amcheck(self, config: str = CONFIG):
         code, out, err = self.as_backup("amcheck", config)
@@ -267,9 +291,9 @@ class Amanda:
         tb = self.tb
         stamp = re.sub(r"\D", "", date)
         tb.exec(SERVER, ["sh", "-c", f"rm -rf {dest} && mkdir -p {dest}/files {dest}/tree "
-                                     f"&& chown backup:backup {dest}/files"])
+                                     f"&& chown {self.layout.user}:{self.layout.group} {dest}/files"])
         tb.exec(SERVER, ["sh", "-c", f"cd {dest}/files && amfetchdump -a {config} {self.client_host} {disk} "
-                                     f"{stamp}"], user="backup")
+                                     f"{stamp}"], user=self.layout.user)
         files = sorted(tb.exec(SERVER, ["ls", f"{dest}/files"]).split(),
                        key=lambda f: (int(f.rsplit(".", 1)[-1]), f))
         for f in files:

@@ -16,6 +16,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="testbed", description=__doc__)
     p.add_argument("--kernel", default=os.environ.get("TESTBED_KERNEL", "6.1"))
     p.add_argument("--suite", default=os.environ.get("TESTBED_SUITE", "bookworm"))
+    p.add_argument("--layout", default=os.environ.get("TESTBED_LAYOUT", "debian"), choices=("debian", "zmanda"),
+                   help="Amanda's: Debian's packages, or rebuilt as Zmanda's RPMs lay it out")
     sub = p.add_subparsers(dest="command", required=True)
     eng = sub.add_parser("engine", help="the Docker engine that holds testbeds")
     eng.add_argument("action", choices=("up", "down", "status", "clean"))
@@ -34,7 +36,7 @@ def main(argv=None) -> int:
             return engine_command(args, steps)
         if args.command == "images":
             from .images import node
-            node(connect(args, steps), args.suite, steps)
+            node(connect(args, steps), args.suite, steps, args.layout)
             print(steps.summary())
             return 0
         return FIXTURE[args.command](args, steps)
@@ -101,7 +103,7 @@ def fixture_up(args, steps) -> int:
     from .images import node
     from .topology import default
     client = connect(args, steps)
-    image = node(client, args.suite, steps)
+    image = node(client, args.suite, steps, args.layout)
     try:
         old = _live()
         Testbed(client, image, default(old["prefix"]), steps).destroy()     # destroy first
@@ -111,7 +113,7 @@ def fixture_up(args, steps) -> int:
     os.makedirs(os.path.dirname(LIVE), exist_ok=True)
     with open(LIVE, "w") as f:
         json.dump({"prefix": tb.prefix, "image": image, "docker_host": os.environ["DOCKER_HOST"],
-                   "kernel": args.kernel, "suite": args.suite}, f)
+                   "kernel": args.kernel, "suite": args.suite, "layout": args.layout}, f)
     try:
         tb.create()
         tb.converge()
@@ -159,7 +161,7 @@ def fixture_status(args, steps) -> int:
     live = _live()
     client = _client_for(live)
     from . import LABEL
-    print(f"testbed {live['prefix']} (kernel {live['kernel']}, {live['suite']}, DOCKER_HOST={live['docker_host']})")
+    print(f"testbed {live['prefix']} (kernel {live['kernel']}, {live['suite']}, Amanda {live.get('layout', 'debian')}, DOCKER_HOST={live['docker_host']})")
     for c in client.containers.list(all=True, filters={"label": f"{LABEL}={live['prefix']}"}):
         print(f"  {c.name:<28} {c.status}")
     return 0

@@ -6,6 +6,7 @@ import glob
 import os
 import re
 import shutil
+from typing import Dict, Tuple
 
 from . import cache
 from .run import TestbedError, run
@@ -45,9 +46,10 @@ def need(*tools: str) -> None:
 class Apt:
     """A private apt state for one suite: the host's apt configuration stays untouched."""
 
-    def __init__(self, suite: str):
+    def __init__(self, suite: str, kind: str = "deb"):
         self.suite = suite
-        self.dir = os.path.join(cache.root(), "apt", suite)
+        self.kind = kind        # "deb-src": source packages
+        self.dir = os.path.join(cache.root(), "apt", suite if kind == "deb" else f"{suite}-src")
 
     def _opts(self):
         return ["-o", f"Dir::Etc::SourceList={self.dir}/sources.list", "-o", "Dir::Etc::SourceParts=/dev/null",
@@ -59,7 +61,7 @@ class Apt:
         os.makedirs(f"{self.dir}/state/lists/partial", exist_ok=True)
         os.makedirs(f"{self.dir}/cache/archives/partial", exist_ok=True)
         with open(f"{self.dir}/sources.list", "w") as f:
-            f.write(f"deb [trusted=yes] {mirror()} {self.suite} main\n")
+            f.write(f"{self.kind} [trusted=yes] {mirror()} {self.suite} main\n")
         try:
             run(["apt-get", *self._opts(), "update"], timeout=600)
         except TestbedError as err:
@@ -75,6 +77,15 @@ class Apt:
     def version(self, package: str) -> str:
         out = run(["apt-cache", *self._opts(), "show", "--no-all-versions", package]).stdout.decode()
         return re.search(r"^Version: (\S+)", out, re.M).group(1)
+
+    def source_files(self, package: str) -> Tuple[str, Dict[str, str]]:
+        """(pool directory, file name -> sha256) of a source package, from the Sources index."""
+        out = run(["apt-cache", *self._opts(), "showsrc", "--only-source", package]).stdout.decode()
+        record = out.split("\n\n")[0]
+        directory = re.search(r"^Directory: (\S+)", record, re.M).group(1)
+        block = re.search(r"^Checksums-Sha256:\n((?: .*\n?)+)", record, re.M).group(1)
+        files = {name: digest for digest, _, name in (ln.split() for ln in block.splitlines() if ln.strip())}
+        return directory, files
 
     def download(self, package: str, dest: str) -> str:
         run(["apt-get", *self._opts(), "download", package], cwd=dest, timeout=900)

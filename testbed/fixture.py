@@ -13,7 +13,7 @@ import secrets
 from typing import Dict, List, Optional
 
 from . import LABEL, PREFIX
-from .kernel import ISCSID, PRIVILEGED, ensure_iscsid
+from .kernel import ISCSID, PRIVILEGED, ensure_iscsid, image_of_iscsid, iscsiadm
 from .progress import Steps
 from .run import TestbedError
 from .topology import WRONG_KEY, Topology
@@ -115,7 +115,9 @@ class Testbed:
                 # configured it (measured): every target is reached at 127.0.0.1, told apart by IQN
                 targets.append({"host": host, "ip": "127.0.0.1", "iqn": self.topo.iqn(host),
                                 "luns": facts["luns"]})
-        with self.steps.step(f"converge {self.topo.guest}: iSCSI, md RAID1, GPT, filesystems, data"):
+        with self.steps.step(f"converge {self.topo.guest}: iSCSI login"):
+            self.login(targets)
+        with self.steps.step(f"converge {self.topo.guest}: md RAID1, GPT, filesystems, data"):
             self.facts[self.topo.guest] = self.python(self.topo.guest, "guest.py", "create", {
                 "prefix": self.prefix, "targets": targets, "keys": keys,
                 "variants": [{"name": v.name, "legs": [(leg.host, leg.lv) for leg in v.legs],
@@ -123,6 +125,15 @@ class Testbed:
                               "luks": v.luks, "vg": v.guest_vg,
                               "mount": self.mountpoint(v.name), "manifest": self.manifest_path(v.name)}
                              for v in self.topo.variants]})
+
+    def login(self, targets: List[dict]) -> None:
+        """The guest's initiator is the engine's iscsid: its sessions are the kernel's, and the
+        guest finds their disks in sysfs as a VM finds its own."""
+        for t in targets:
+            portal = f"{t['ip']}:3260"
+            iscsiadm(self.client, "-m", "discovery", "-t", "sendtargets", "-p", portal)
+            # 15: already logged in (a converge run again)
+            iscsiadm(self.client, "-m", "node", "-T", t["iqn"], "-p", portal, "--login", ok=(0, 15))
 
     def mountpoint(self, variant: str) -> str:
         return f"/srv/{self.prefix}/{variant}"
@@ -157,10 +168,11 @@ class Testbed:
 
 
 def janitor(client, image: str, prefixes: List[str], action: str) -> dict:
-    """Run the janitor in a throw-away privileged container next to the engine's iscsid."""
+    """Run the janitor in a throw-away privileged container next to the engine's iscsid, from
+    its image: its iscsiadm is the one that made the sessions."""
     ensure_iscsid(client, image)
     out = client.containers.run(
-        image, ["sh", "-c", 'mount -t configfs none /sys/kernel/config 2>/dev/null; exec python3 -c "$0" "$@"',
+        image_of_iscsid(client), ["sh", "-c", 'mount -t configfs none /sys/kernel/config 2>/dev/null; exec python3 -c "$0" "$@"',
                 script("janitor.py"), action, json.dumps({"prefixes": prefixes})],
         remove=True, pid_mode="host", labels={LABEL: "janitor"}, **PRIVILEGED)
     left = json.loads(out.decode().strip().splitlines()[-1])

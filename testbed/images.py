@@ -11,6 +11,7 @@ import tempfile
 from . import cache
 from .debian import mmdebstrap
 from .progress import Steps
+from .run import TestbedError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGES = os.path.join(ROOT, "images")
@@ -72,8 +73,36 @@ def _plugin_hash() -> str:
     return cache.file_hash(*files)
 
 
-def node(client, suite: str = "bookworm", steps: Steps = None) -> str:
+LAYOUTS = ("debian", "zmanda")
+
+
+def node(client, suite: str = "bookworm", steps: Steps = None, layout: str = "debian") -> str:
+    """The node image of a suite; layout "zmanda": Amanda rebuilt with Zmanda's RPM layout."""
     steps = steps or Steps("images")
+    if layout not in LAYOUTS:
+        raise TestbedError(f"layout {layout!r}: one of {', '.join(LAYOUTS)}")
+    tag = debian_node(client, suite, steps)
+    return tag if layout == "debian" else zmanda_node(client, suite, tag, steps)
+
+
+def zmanda_node(client, suite: str, base_tag: str, steps: Steps) -> str:
+    from .zmanda import UID, amanda_tar
+    tar = amanda_tar(suite, steps)
+    context = os.path.join(IMAGES, "zmanda")
+    digest = cache.key(base_tag, _tree_hash(context), cache.file_hash(tar))
+    tag = f"sltb-node:{suite}-zmanda-{digest}"
+    with steps.step(f"node image {suite}, Zmanda layout", cached=_has(client, tag)):
+        if not _has(client, tag):
+            with tempfile.TemporaryDirectory() as tmp:
+                ctx = os.path.join(tmp, "zmanda")
+                shutil.copytree(context, ctx)
+                shutil.copy(tar, os.path.join(ctx, "amanda.tar"))
+                client.images.build(path=ctx, tag=tag, buildargs={"BASE": base_tag, "UID": str(UID)},
+                                    rm=True, forcerm=True, labels={"io.snaplayers.testbed": "image"})
+    return tag
+
+
+def debian_node(client, suite: str, steps: Steps) -> str:
     base_tag = base(client, suite, steps)
     digest = cache.key(base_tag, _tree_hash(os.path.join(IMAGES, "node")), packages(), _plugin_hash())
     tag = f"sltb-node:{suite}-{digest}"

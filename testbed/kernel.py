@@ -1,4 +1,7 @@
-"""Engine-wide singletons: one iscsid serves a kernel (its netlink socket is not namespaced)."""
+"""Engine-wide singletons: one iscsid serves a kernel (its netlink socket is not namespaced),
+and every initiator command runs next to it, so one open-iscsi version talks to itself even
+when nodes of several Debian suites share the engine (bullseye's iscsiadm hung on trixie's
+iscsid: measured)."""
 
 from __future__ import annotations
 
@@ -38,6 +41,19 @@ def ensure_iscsid(client, image: str) -> None:
     else:
         raise TestbedError(f"{ISCSID} did not start: {client.containers.get(ISCSID).logs()[-500:]!r}")
     _anchor(client)
+
+
+def iscsiadm(client, *args: str, ok=(0,), timeout: int = 120) -> str:
+    """iscsiadm in the engine's iscsid container: the node records live there too."""
+    code, out = client.containers.get(ISCSID).exec_run(["timeout", str(timeout), "iscsiadm", *args])
+    if code not in ok:
+        raise TestbedError(f"{ISCSID}: `iscsiadm {' '.join(args)}` exited {code}: {out.decode()[-800:]}")
+    return out.decode()
+
+
+def image_of_iscsid(client) -> str:
+    """The image the engine's iscsid runs from: the kernel-wide helpers use the same tools."""
+    return client.containers.get(ISCSID).image.id
 
 
 def _anchor(client) -> None:

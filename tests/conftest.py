@@ -9,6 +9,8 @@ from testbed.topology import default
 
 KERNEL = os.environ.get("TESTBED_KERNEL", "6.1")
 SUITE = os.environ.get("TESTBED_SUITE", "bookworm")
+# "zmanda": Amanda rebuilt with Zmanda's RPM layout (user amandabackup, /usr/libexec/amanda)
+LAYOUT = os.environ.get("TESTBED_LAYOUT", "debian")
 # other testbeds share this engine (matrix cells): no global reset, no global leak check
 SHARED = os.environ.get("TESTBED_SHARED") == "1"
 # a matrix cell's report: the versions its nodes really run
@@ -23,7 +25,7 @@ def worker(request):
 @pytest.fixture(scope="session")
 def steps():
     from testbed.progress import Steps
-    s = Steps(f"testbed session (kernel {KERNEL}, {SUITE})")
+    s = Steps(f"testbed session (kernel {KERNEL}, {SUITE}, Amanda layout {LAYOUT})")
     yield s
     print("\n" + s.summary())
 
@@ -47,7 +49,7 @@ def node_image(engine, steps):
     from testbed import cache
     from testbed.images import node
     with cache.lock("images"):             # xdist workers build it once
-        return node(engine, SUITE, steps)
+        return node(engine, SUITE, steps, LAYOUT)
 
 
 @pytest.fixture(scope="session")
@@ -77,9 +79,14 @@ def testbed(engine, node_image, steps, worker):
 
 def report_versions(tb, path):
     import json
-    query = "dpkg-query -W -f '${Package} ${Version}\\n' lvm2 mdadm amanda-common sudo python3"
+    query = "dpkg-query -W -f '${Package} ${Version}\\n' lvm2 mdadm amanda-common sudo python3 2>/dev/null; true"
     versions = dict(line.split(" ", 1) for line in tb.exec("storage0", ["sh", "-c", query]).splitlines())
     versions["kernel"] = tb.exec("storage0", ["uname", "-r"]).strip()
+    # Amanda as it was built (a rebuilt one is no Debian package): its user and application dir
+    build = tb.exec("storage0", ["sh", "-c", "amgetconf build.VERSION; amgetconf build.CLIENT_LOGIN; "
+                                             "amgetconf build.APPLICATION_DIR"]).split()
+    versions.setdefault("amanda-common", f"{build[0]} (built)")
+    versions["amanda-user"], versions["application-dir"] = build[1], build[2]
     with open(path, "w") as f:
         json.dump(versions, f)
 

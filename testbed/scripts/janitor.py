@@ -19,16 +19,28 @@ def ours(name, prefixes):
     return any(p in name for p in prefixes)
 
 
-def md_arrays(prefixes):
-    found = []
+def md_labels():
+    """md kernel name -> its names (MD_DEVNAME and MD_NAME), one mdadm call per array."""
+    labels = {}
     for dev in glob.glob("/sys/block/md*"):
         md = os.path.basename(dev)
         out = sh("mdadm", "--detail", "--export", f"/dev/{md}").stdout
         name = dict(ln.split("=", 1) for ln in out.splitlines() if "=" in ln)
-        label = name.get("MD_DEVNAME", "") + " " + name.get("MD_NAME", "")
-        if ours(label, prefixes):
-            found.append(md)
-    return found
+        labels[md] = name.get("MD_DEVNAME", "") + " " + name.get("MD_NAME", "")
+    return labels
+
+
+def md_arrays(prefixes):
+    return [md for md, label in md_labels().items() if ours(label, prefixes)]
+
+
+def dev_links(prefixes):
+    """/dev/<vg> folders and /dev/mapper nodes of ours: LVM without udev makes and removes them
+    itself, and a VG whose PV vanished under it leaves its folder behind."""
+    found = [d for d in glob.glob("/dev/*/") if ours(os.path.basename(d.rstrip("/")), prefixes)
+             and os.path.basename(d.rstrip("/")) not in ("md", "mapper")]
+    found += [n for n in glob.glob("/dev/mapper/*") if ours(os.path.basename(n), prefixes)]
+    return sorted(d.rstrip("/") for d in found)
 
 
 def dm_devices(prefixes):
@@ -72,7 +84,8 @@ def mounts(prefixes):
 
 def check(prefixes):
     return {"md": md_arrays(prefixes), "dm": dm_devices(prefixes), "iscsi": [s[1] for s in sessions(prefixes)],
-            "lio": lio(prefixes), "loop": loops(prefixes), "mounts": mounts(prefixes)}
+            "lio": lio(prefixes), "loop": loops(prefixes), "mounts": mounts(prefixes),
+            "dev": dev_links(prefixes)}
 
 
 def clean(prefixes):
@@ -102,9 +115,19 @@ def clean(prefixes):
         sh("losetup", "-d", loop)
     # without udev nobody removes stopped arrays' links, and a stale one may point at a minor
     # that another array uses now: ours are all stopped here, so every link of ours goes
+    live = " ".join(md_labels().values())
     for link in glob.glob("/dev/md/*"):
-        if ours(os.path.basename(link), prefixes) and not md_arrays([os.path.basename(link)]):
+        if ours(os.path.basename(link), prefixes) and os.path.basename(link) not in live:
             os.unlink(link)
+    # what dm and LVM left in /dev: only links to nothing (a live device is reported above)
+    for path in dev_links(prefixes):
+        entries = [os.path.join(path, e) for e in os.listdir(path)] if os.path.isdir(path) else [path]
+        for entry in entries:
+            if os.path.islink(entry) and not os.path.exists(entry) or (
+                    path.startswith("/dev/mapper/") and not dm_devices([os.path.basename(entry)])):
+                os.unlink(entry)
+        if os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
     return check(prefixes)
 
 

@@ -51,11 +51,11 @@ def kill_amanda(amanda, config):
     held script: POST-DLE-BACKUP never runs."""
     amanda.as_backup("amcleanup", "-k", config)
     amanda.tb.exec(CLIENT, ["sh", "-c", "pkill -9 -x sendbackup; "
-                                        "pkill -9 -f '^/bin/sh /usr/lib/amanda/application/script-testbed-'; true"])
+                                        f"pkill -9 -f '^/bin/sh {amanda.layout.application_dir}/script-testbed-'; true"])
 
 
-def status(tb):
-    return tb.exec(CLIENT, ["snaplayers", "status"], user="backup")
+def status(amanda):
+    return amanda.tb.exec(CLIENT, ["snaplayers", "status"], user=amanda.layout.user)
 
 
 def full_dump(amanda, config):
@@ -91,20 +91,20 @@ def test_amdump_killed_after_pre_dle_backup_is_cleaned_up_by_the_next_run(amanda
     kill_amanda(amanda, FAULT)
     held.join()
     # the stack is still up, and the plugin knows whose it was: sendbackup, now gone
-    shown = status(tb)
+    shown = status(amanda)
     assert f"{FAULT} {amanda.client_host} {disk}: up" in shown and "is gone: a leftover" in shown, shown
     # the next run recovers it at once (not after stale-seconds) and dumps
     date = full_dump(amanda, FAULT)
     assert restored_exact(amanda, FAULT, date, tb.manifest(disk))
-    nothing_left(tb, CLIENT, status_user="backup")
+    nothing_left(tb, CLIENT, status_user=amanda.layout.user)
     # killed again: this time the admin's own command removes it
     held = HeldDump(amanda, FAULT)
     kill_amanda(amanda, FAULT)
     held.join()
-    assert "is gone: a leftover" in status(tb)
-    out = tb.exec(CLIENT, ["snaplayers", "cleanup"], user="backup")
+    assert "is gone: a leftover" in status(amanda)
+    out = tb.exec(CLIENT, ["snaplayers", "cleanup"], user=amanda.layout.user)
     assert "cleanup: 1 torn down, 0 failed" in out, out
-    nothing_left(tb, CLIENT, status_user="backup")
+    nothing_left(tb, CLIENT, status_user=amanda.layout.user)
     record("scenarios survived")
 
 
@@ -132,7 +132,7 @@ def test_a_snapshot_overflowing_during_the_dump_is_a_failed_dump(amanda):
         if oks:
             now = tb.python("guest0", "guest.py", "manifest", {"root": tb.mountpoint(disk)})["manifest"]
             assert restored_exact(amanda, OVERFLOW, oks[0].date, now)
-        nothing_left(tb, CLIENT, status_user="backup")
+        nothing_left(tb, CLIENT, status_user=amanda.layout.user)
     finally:
         tb.exec("guest0", ["rm", "-f", big])
     record("scenarios survived")
@@ -158,7 +158,7 @@ def test_an_iscsi_session_dropped_and_restored_between_backups(amanda):
     assert "Active Devices : 2" in detail, detail
     date = full_dump(amanda, FAULT)
     assert restored_exact(amanda, FAULT, date, tb.manifest(disk))
-    nothing_left(tb, CLIENT, status_user="backup")
+    nothing_left(tb, CLIENT, status_user=amanda.layout.user)
     record("scenarios survived")
 
 
@@ -170,11 +170,11 @@ def test_the_storage_host_restarted_in_the_middle_of_a_dump(amanda):
     tb.restart(CLIENT)                               # every process on it dies; the kernel keeps its objects
     amanda.start_client()
     held.join()
-    shown = status(tb)
+    shown = status(amanda)
     assert "is gone: a leftover" in shown and "present" in shown, shown
     date = full_dump(amanda, FAULT)
     assert restored_exact(amanda, FAULT, date, tb.manifest(disk))
-    nothing_left(tb, CLIENT, status_user="backup")
+    nothing_left(tb, CLIENT, status_user=amanda.layout.user)
     record("scenarios survived")
 
 

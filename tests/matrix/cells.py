@@ -3,8 +3,12 @@ each cell a child pytest with its own testbed; pytest-xdist runs cells side by s
 with the same kernel share that kernel's engine. A cell that fails (a package missing in a suite,
 a build error) is a failed row with its reason; it never stops the other cells.
 
-MATRIX_CELLS="bookworm/6.1 trixie/6.12" picks cells; the table is printed at the end and written
-to tests/matrix/results.json."""
+One cell runs Amanda as Zmanda's RPMs lay it out (user amandabackup, /usr/libexec/amanda),
+rebuilt from Debian's source (testbed/zmanda.py): bookworm on 6.12, where Debian's own layout is
+already proven by bookworm on 6.1 (the default cell, `make test`).
+
+MATRIX_CELLS="bookworm/6.1 trixie/6.12 bullseye/6.1/zmanda" picks cells (suite/kernel[/layout]);
+the table is printed at the end and written to tests/matrix/results.json."""
 
 import json
 import os
@@ -16,14 +20,19 @@ import pytest
 
 SUITES = ("bullseye", "bookworm", "trixie")
 KERNELS = ("6.1", "6.12")
+LAYOUT = {("bookworm", "6.12"): "zmanda"}     # every other cell: Debian's own packages
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def cells():
-    chosen = os.environ.get("MATRIX_CELLS", "").split()
-    every = [(s, k) for k in KERNELS for s in SUITES]
-    return [tuple(c.split("/")) for c in chosen] if chosen else every
+    chosen = [c.split("/") for c in os.environ.get("MATRIX_CELLS", "").split()]
+    picked = [(c[0], c[1], c[2] if len(c) > 2 else LAYOUT.get((c[0], c[1]), "debian")) for c in chosen]
+    return picked or [(s, k, LAYOUT.get((s, k), "debian")) for k in KERNELS for s in SUITES]
+
+
+def name_of(suite, kernel, layout):
+    return f"{suite}-{kernel}" + ("" if layout == "debian" else f"-{layout}")
 
 
 def why(text: str) -> str:
@@ -33,17 +42,17 @@ def why(text: str) -> str:
     return ((ours or errors or text.strip().splitlines() or ["no output"])[0])[:200]
 
 
-@pytest.mark.parametrize("suite,kernel", cells(), ids=[f"{s}-{k}" for s, k in cells()])
-def test_cell(suite, kernel):
+@pytest.mark.parametrize("suite,kernel,layout", cells(), ids=[name_of(*c) for c in cells()])
+def test_cell(suite, kernel, layout):
     os.makedirs(RESULTS, exist_ok=True)
-    name = f"{suite}-{kernel}"
+    name = name_of(suite, kernel, layout)
     report = os.path.join(RESULTS, f"{name}.versions.json")
     log = os.path.join(RESULTS, f"{name}.log")
     for stale in (report, log):
         if os.path.exists(stale):
             os.unlink(stale)
-    env = {**os.environ, "TESTBED_SUITE": suite, "TESTBED_KERNEL": kernel, "TESTBED_SHARED": "1",
-           "TESTBED_CELL_REPORT": report}
+    env = {**os.environ, "TESTBED_SUITE": suite, "TESTBED_KERNEL": kernel, "TESTBED_LAYOUT": layout,
+           "TESTBED_SHARED": "1", "TESTBED_CELL_REPORT": report}
     start = time.monotonic()
     with open(log, "w") as out:
         rc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "e2e",
@@ -54,7 +63,7 @@ def test_cell(suite, kernel):
     versions = json.load(open(report)) if os.path.exists(report) else {}
     summary = [ln for ln in text.splitlines() if " passed" in ln or " failed" in ln or " error" in ln]
     reason = why(text) if rc != 0 else ""
-    row = {"suite": suite, "kernel": kernel, "versions": versions, "passed": rc == 0,
+    row = {"suite": suite, "kernel": kernel, "layout": layout, "versions": versions, "passed": rc == 0,
            "summary": summary[-1].strip("= ") if summary else "", "reason": reason, "minutes": round(minutes, 1)}
     with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
         json.dump(row, f)

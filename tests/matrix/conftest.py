@@ -16,13 +16,14 @@ def rows():
 
 
 def table(found) -> str:
-    lines = ["| suite | lvm2 | mdadm | Amanda | sudo | kernel | result | minutes |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| suite | lvm2 | mdadm | Amanda | Amanda user, application dir | sudo | kernel | result | minutes |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in found:
         v = r["versions"]
         result = f"passed ({r['summary']})" if r["passed"] else f"FAILED: {r['reason']}"
+        layout = f"{v['amanda-user']}, {v['application-dir']}" if "amanda-user" in v else r.get("layout", "-")
         lines.append(f"| {r['suite']} | {v.get('lvm2', '-')} | {v.get('mdadm', '-')} | "
-                     f"{v.get('amanda-common', '-')} | {v.get('sudo', '-')} | "
+                     f"{v.get('amanda-common', '-')} | {layout} | {v.get('sudo', '-')} | "
                      f"{v.get('kernel', r['kernel'])} | {result} | {r['minutes']} |")
     return "\n".join(lines)
 

@@ -1,0 +1,45 @@
+"""The matrix's cell list and table (the cells themselves run in `make matrix`)."""
+
+import importlib.util
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"matrix_{name}", os.path.join(HERE, "..", "matrix", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_suite_and_kernel_is_a_cell_and_one_has_zmandas_layout(monkeypatch):
+    monkeypatch.delenv("MATRIX_CELLS", raising=False)
+    cells = load("cells").cells()
+    assert {(s, k) for s, k, _ in cells} == {(s, k) for s in ("bullseye", "bookworm", "trixie")
+                                              for k in ("6.1", "6.12")}
+    assert [c for c in cells if c[2] != "debian"] == [("bookworm", "6.12", "zmanda")]
+    # the default cell (`make test`: bookworm, 6.1) keeps Debian's layout
+    assert ("bookworm", "6.1", "debian") in cells
+
+
+def test_picked_cells_take_an_optional_layout(monkeypatch):
+    monkeypatch.setenv("MATRIX_CELLS", "trixie/6.1 bullseye/6.12/zmanda bookworm/6.12")
+    cells = load("cells")
+    assert cells.cells() == [("trixie", "6.1", "debian"), ("bullseye", "6.12", "zmanda"),
+                             ("bookworm", "6.12", "zmanda")]
+    assert [cells.name_of(*c) for c in cells.cells()] == ["trixie-6.1", "bullseye-6.12-zmanda",
+                                                          "bookworm-6.12-zmanda"]
+
+
+def test_the_table_shows_each_cells_amanda_layout_and_a_failed_cells_reason():
+    table = load("conftest").table([
+        {"suite": "bookworm", "kernel": "6.12", "layout": "zmanda", "passed": True, "summary": "11 passed",
+         "reason": "", "minutes": 30.2,
+         "versions": {"lvm2": "2.03.16-2", "mdadm": "4.2-5", "amanda-common": "3.5.1 (built)",
+                      "amanda-user": "amandabackup", "application-dir": "/usr/libexec/amanda/application",
+                      "sudo": "1.9.13p3-1+deb12u1", "kernel": "6.12.117+deb13-amd64"}},
+        {"suite": "bullseye", "kernel": "6.1", "layout": "debian", "passed": False, "summary": "",
+         "reason": "mmdebstrap bullseye failed", "minutes": 1.0, "versions": {}}]).splitlines()
+    assert "| amandabackup, /usr/libexec/amanda/application |" in table[2] and "passed (11 passed)" in table[2]
+    assert "FAILED: mmdebstrap bullseye failed" in table[3] and "| debian |" in table[3]
