@@ -12,6 +12,8 @@ def nothing_left(testbed, node="storage0", status_user="root"):
     assert testbed.exec(node, ["snaplayers", "status"], user=status_user).strip() == "no stacks recorded"
     assert ".amsnap" not in testbed.exec(node, ["lvs", "--noheadings", "-o", "lv_name"])
     assert "snaplayers" not in testbed.exec(node, ["dmsetup", "ls"])
+    # nor a /dev/snaplayers_<id> folder of the renamed guest VG, or a /dev/mapper node
+    assert "snaplayers" not in testbed.exec(node, ["ls", "/dev", "/dev/mapper"])
     # and no /dev/md link of a stopped array (a host without udev keeps them otherwise)
     assert "snaplayers" not in testbed.exec(node, ["sh", "-c", "ls /dev/md/ 2>/dev/null; true"])
     assert "snaplayers" not in testbed.exec(node, ["sh", "-c", "mdadm --detail --scan 2>/dev/null; true"])
