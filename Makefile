@@ -55,10 +55,11 @@ test: venv
 	fi; exit $$rc
 
 # The end-to-end tier once per cell: Debian suite of the nodes x guest kernel (tests/matrix/).
-# MATRIX_CELLS="bookworm/6.1 trixie/6.12" picks cells; MATRIX_JOBS cells run side by side.
+# MATRIX_CELLS="bookworm/6.1 trixie/6.12 bookworm/6.12/zmanda" picks cells; cells of one kernel
+# run one after the other (their checks are kernel-wide), the kernels side by side.
 MATRIX_JOBS ?= 2
 matrix: venv
-	@$(BIN)/pytest -p no:cacheprovider -n $(MATRIX_JOBS) tests/matrix/cells.py $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/pytest -p no:cacheprovider -n $(MATRIX_JOBS) --dist loadgroup tests/matrix/cells.py $(PYTEST_ARGS); rc=$$?; \
 	if [ -z "$$TESTBED_KEEP" ]; then for k in 6.1 6.12; do $(BIN)/testbed --kernel $$k engine down || rc=1; done; fi; \
 	exit $$rc
 

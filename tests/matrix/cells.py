@@ -1,6 +1,6 @@
 """`make matrix`: the end-to-end tier (Amanda end to end and its faults) once per cell (Debian suite of the nodes x guest kernel),
-each cell a child pytest with its own testbed; pytest-xdist runs cells side by side, and cells
-with the same kernel share that kernel's engine. A cell that fails (a package missing in a suite,
+each cell a child pytest with its own testbed; pytest-xdist runs the two kernels' cells side by
+side, and cells with the same kernel share that kernel's engine, one cell after the other. A cell that fails (a package missing in a suite,
 a build error) is a failed row with its reason; it never stops the other cells.
 
 One cell runs Amanda as Zmanda's RPMs lay it out (user amandabackup, /usr/libexec/amanda),
@@ -42,7 +42,11 @@ def why(text: str) -> str:
     return ((ours or errors or text.strip().splitlines() or ["no output"])[0])[:200]
 
 
-@pytest.mark.parametrize("suite,kernel,layout", cells(), ids=[name_of(*c) for c in cells()])
+# One xdist group per kernel: cells that share a kernel run one after the other (their plugin
+# objects, /dev and dm tables are kernel-wide, and each cell's leak checks look at all of them);
+# the kernels' engines run side by side.
+@pytest.mark.parametrize("suite,kernel,layout", [pytest.param(*c, marks=pytest.mark.xdist_group(f"kernel-{c[1]}"))
+                                                 for c in cells()], ids=[name_of(*c) for c in cells()])
 def test_cell(suite, kernel, layout):
     os.makedirs(RESULTS, exist_ok=True)
     name = name_of(suite, kernel, layout)
