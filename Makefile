@@ -59,7 +59,7 @@ test: venv
 # run one after the other (their checks are kernel-wide), the kernels side by side.
 MATRIX_JOBS ?= 2
 matrix: venv
-	@$(BIN)/pytest -p no:cacheprovider -n $(MATRIX_JOBS) --dist loadgroup tests/matrix/cells.py $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/pytest -p no:cacheprovider -n $(MATRIX_JOBS) --dist loadscope tests/matrix/cells.py $(PYTEST_ARGS); rc=$$?; \
 	if [ -z "$$TESTBED_KEEP" ]; then for k in 6.1 6.12; do $(BIN)/testbed --kernel $$k engine down || rc=1; done; fi; \
 	exit $$rc
 
