@@ -92,7 +92,9 @@ tapecycle 20 tapes
 netusage 100000 kbps
 etimeout 600
 dtimeout 1800
-ctimeout 60
+# amcheck waits this long for the client: the broken config sets up 9 stacks one by one, and
+# under TCG on a busy host that took more than 60 s (measured: bullseye cell, "timeout waiting for REP")
+ctimeout 900
 tpchanger "chg-disk:/srv/amanda/{name}/vtapes"
 labelstr "^{name}-[0-9][0-9]*$"
 autolabel "{name}-%%" empty
