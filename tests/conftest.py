@@ -85,7 +85,8 @@ def report_versions(tb, path):
     # Amanda as it was built (a rebuilt one is no Debian package): its user and application dir
     build = tb.exec("storage0", ["sh", "-c", "amgetconf build.VERSION; amgetconf build.CLIENT_LOGIN; "
                                              "amgetconf build.APPLICATION_DIR"]).split()
-    versions.setdefault("amanda-common", f"{build[0]} (built)")
+    if not versions.get("amanda-common"):       # a purged package is listed with no version
+        versions["amanda-common"] = f"{build[0]} (built)"
     versions["amanda-user"], versions["application-dir"] = build[1], build[2]
     with open(path, "w") as f:
         json.dump(versions, f)
