@@ -36,10 +36,12 @@ def name_of(suite, kernel, layout):
 
 
 def why(text: str) -> str:
-    """The line that says what went wrong: the plugin's own message if there is one."""
+    """The line that says what went wrong: the plugin's own message if there is one, else
+    Amanda's ERROR line (an assertion names what was missing, Amanda says why)."""
     errors = [ln[2:].strip() for ln in text.splitlines() if ln.startswith("E ")]
     ours = [ln for ln in errors if "snaplayers:" in ln]
-    return ((ours or errors or text.strip().splitlines() or ["no output"])[0])[:200]
+    amandas = [ln for ln in errors if ln.startswith("ERROR")]
+    return ((ours or amandas or errors or text.strip().splitlines() or ["no output"])[0])[:200]
 
 
 def run_cell(suite, kernel, layout):

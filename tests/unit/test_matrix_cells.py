@@ -43,3 +43,12 @@ def test_the_table_shows_each_cells_amanda_layout_and_a_failed_cells_reason():
          "reason": "mmdebstrap bullseye failed", "minutes": 1.0, "versions": {}}]).splitlines()
     assert "| amandabackup, /usr/libexec/amanda/application |" in table[2] and "passed (11 passed)" in table[2]
     assert "FAILED: mmdebstrap bullseye failed" in table[3] and "| debian |" in table[3]
+
+
+def test_a_failed_cells_reason_is_the_plugins_line_else_amandas_error():
+    why = load("cells").why
+    log = ("E   AssertionError: 'logical volume x/nosuch does not exist' not in:\n"
+           "E     ERROR: host: selfcheck request failed: timeout waiting for REP\n")
+    assert why(log) == "ERROR: host: selfcheck request failed: timeout waiting for REP"
+    assert why(log + "E     ERROR: snaplayers: no such LV\n") == "ERROR: snaplayers: no such LV"
+    assert why("") == "no output"
