@@ -15,8 +15,7 @@ from .debian import Apt, mirror, need
 from .progress import Steps
 from .run import TestbedError, run
 
-USER, GROUP, UID = "amandabackup", "disk", 390     # disk: gid 6 on Debian and RHEL alike
-APPLICATION_DIR = "/usr/libexec/amanda/application"
+USER, GROUP, UID = "amandabackup", "disk", 390     # disk: gid 6 on Debian and RHEL alike; images/zmanda/Dockerfile names the same user
 CONFIGURE = ["--prefix=/usr", "--bindir=/usr/sbin", "--sbindir=/usr/sbin", "--libexecdir=/usr/libexec",
              "--sysconfdir=/etc", "--localstatedir=/var", "--sharedstatedir=/var/lib",
              f"--with-user={USER}", f"--with-group={GROUP}", "--with-amandahosts",
