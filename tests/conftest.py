@@ -101,6 +101,20 @@ def amanda(testbed):
     return am
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed end-to-end test keeps Amanda's logs before the testbed is destroyed: a matrix
+    cell's report can then say why a dump hung, not only that it did."""
+    report = yield
+    if report.when == "call" and report.failed and "amanda" in getattr(item, "funcargs", {}):
+        try:
+            kept = item.funcargs["amanda"].keep_logs(item.name[:48])
+        except Exception as err:                # the failure's own report matters more
+            kept = f"not kept: {err}"
+        report.sections.append(("Amanda's logs", f"kept in {kept}"))
+    return report
+
+
 def pytest_terminal_summary(terminalreporter):
     """The figures of issue #5: what was tried, what survived, what was lost or leaked."""
     import sys

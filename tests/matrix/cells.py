@@ -12,6 +12,7 @@ the table is printed at the end and written to tests/matrix/results.json."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -49,11 +50,13 @@ def run_cell(suite, kernel, layout):
     name = name_of(suite, kernel, layout)
     report = os.path.join(RESULTS, f"{name}.versions.json")
     log = os.path.join(RESULTS, f"{name}.log")
+    kept = os.path.join(RESULTS, f"{name}.logs")      # Amanda's logs of each failed test
     for stale in (report, log):
         if os.path.exists(stale):
             os.unlink(stale)
+    shutil.rmtree(kept, ignore_errors=True)
     env = {**os.environ, "TESTBED_SUITE": suite, "TESTBED_KERNEL": kernel, "TESTBED_LAYOUT": layout,
-           "TESTBED_SHARED": "1", "TESTBED_CELL_REPORT": report}
+           "TESTBED_SHARED": "1", "TESTBED_CELL_REPORT": report, "TESTBED_LOGS": kept}
     start = time.monotonic()
     with open(log, "w") as out:
         rc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "e2e",
