@@ -115,16 +115,19 @@ def clean(prefixes):
         sh("losetup", "-d", loop)
     # without udev nobody removes stopped arrays' links, and a stale one may point at a minor
     # that another array uses now: ours are all stopped here, so every link of ours goes
-    live = " ".join(md_labels().values())
+    # an array's names: MD_DEVNAME, and MD_NAME without its "host:"
+    live = {name.split(":")[-1] for label in md_labels().values() for name in label.split()}
     for link in glob.glob("/dev/md/*"):
         if ours(os.path.basename(link), prefixes) and os.path.basename(link) not in live:
             os.unlink(link)
-    # what dm and LVM left in /dev: only links to nothing (a live device is reported above)
+    # what dm and LVM left in /dev: only links to nothing and nodes of no live mapping (a live
+    # device is reported above); live names read once and compared whole, not as substrings
+    mapped = set(dm_devices([""]))
     for path in dev_links(prefixes):
         entries = [os.path.join(path, e) for e in os.listdir(path)] if os.path.isdir(path) else [path]
         for entry in entries:
             if os.path.islink(entry) and not os.path.exists(entry) or (
-                    path.startswith("/dev/mapper/") and not dm_devices([os.path.basename(entry)])):
+                    path.startswith("/dev/mapper/") and os.path.basename(entry) not in mapped):
                 os.unlink(entry)
         if os.path.isdir(path) and not os.listdir(path):
             os.rmdir(path)
