@@ -86,7 +86,7 @@ def node(client, suite: str = "bookworm", steps: Steps = None, layout: str = "de
 
 
 def zmanda_node(client, suite: str, base_tag: str, steps: Steps) -> str:
-    from .zmanda import UID, amanda_tar
+    from .zmanda import GROUP, UID, USER, amanda_tar
     tar = amanda_tar(suite, steps)
     context = os.path.join(IMAGES, "zmanda")
     digest = cache.key(base_tag, _tree_hash(context), cache.file_hash(tar))
@@ -97,7 +97,8 @@ def zmanda_node(client, suite: str, base_tag: str, steps: Steps) -> str:
                 ctx = os.path.join(tmp, "zmanda")
                 shutil.copytree(context, ctx)
                 shutil.copy(tar, os.path.join(ctx, "amanda.tar"))
-                client.images.build(path=ctx, tag=tag, buildargs={"BASE": base_tag, "UID": str(UID)},
+                args = {"BASE": base_tag, "AMANDA_USER": USER, "AMANDA_GROUP": GROUP, "AMANDA_UID": str(UID)}
+                client.images.build(path=ctx, tag=tag, buildargs=args,
                                     rm=True, forcerm=True, labels={"io.snaplayers.testbed": "image"})
     return tag
 

@@ -15,7 +15,9 @@ from .debian import Apt, mirror, need
 from .progress import Steps
 from .run import TestbedError, run
 
-USER, GROUP, UID = "amandabackup", "disk", 390     # disk: gid 6 on Debian and RHEL alike; images/zmanda/Dockerfile names the same user
+# named here only: the build chroot and the configure flags use it, images/zmanda/Dockerfile gets it
+# as build arguments; disk: gid 6 on Debian and RHEL alike
+USER, GROUP, UID = "amandabackup", "disk", 390
 CONFIGURE = ["--prefix=/usr", "--bindir=/usr/sbin", "--sbindir=/usr/sbin", "--libexecdir=/usr/libexec",
              "--sysconfdir=/etc", "--localstatedir=/var", "--sharedstatedir=/var/lib",
              f"--with-user={USER}", f"--with-group={GROUP}", "--with-amandahosts",
