@@ -2,7 +2,7 @@
 
 Each layer keeps everything it creates in `rec`, a plain dict the stack writes to the journal
 *before* creating anything (names are chosen up front), so tear-down never re-derives a name.
-Subclasses write `_pre_setup`/`_setup`/`_post_setup`, `_exists` and `_teardown` only.
+Subclasses write `_pre_setup`/`_setup`/`_post_setup`, `_live` and `_teardown` only.
 """
 
 from __future__ import annotations
@@ -146,12 +146,13 @@ class Layer:
     def teardown(self) -> None:
         """Remove what this layer created, if it still exists; checks identity first. A layer
         that never got past its checks created nothing: what is there belongs to someone else."""
-        if self.rec.get("state") != "planned" and self._exists():
-            self._teardown()
+        live = self._live() if self.rec.get("state") != "planned" else None
+        if live is not None:
+            self._teardown(live)
         self.rec["state"] = "gone"
 
     def exists(self) -> bool:
-        return self._exists()
+        return self._live() is not None
 
     def _pre_setup(self) -> None:
         pass
@@ -162,10 +163,12 @@ class Layer:
     def _post_setup(self) -> None:
         pass
 
-    def _exists(self) -> bool:
+    def _live(self):
+        """What is there now under this layer's names (read each time, never cached), or None:
+        tear-down checks its identity against `rec` before removing it."""
         raise NotImplementedError
 
-    def _teardown(self) -> None:
+    def _teardown(self, live) -> None:
         raise NotImplementedError
 
     def describe(self) -> str:

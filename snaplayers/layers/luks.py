@@ -65,16 +65,15 @@ class LuksOpen(Layer):
         if not found.get("type", "").startswith("LUKS") or not self.ctx.host.wait_for(self.device):
             raise self.fail(f"{self.device} is not an open LUKS mapping")
 
-    def _exists(self):
-        self._live = self.status()
-        return self._live is not None
+    def _live(self):
+        return self.status()
 
-    def _teardown(self):
-        device = self._live.get("device", "")
+    def _teardown(self, live):
+        device = live.get("device", "")
         ours = (self.ctx.host.exists(device) and
                 self.ctx.host.rdev(device) == self.rec.get("parent_rdev"))
-        if not self._live.get("type", "").startswith("LUKS") or not ours:
-            raise self.fail(f"mapping {self.rec['mapping']} is {self._live.get('type', '?')} on "
+        if not live.get("type", "").startswith("LUKS") or not ours:
+            raise self.fail(f"mapping {self.rec['mapping']} is {live.get('type', '?')} on "
                             f"{device or '?'}, not LUKS on {self.rec['parent']} as opened; "
                             "not closing it")
         self.run("cryptsetup", "close", self.rec["mapping"])

@@ -72,12 +72,10 @@ class LvSnapshot(Layer):
         if snap.get("lv_attr", "")[4:5] != "a" or not self.ctx.host.wait_for(self.rec["device"]):
             raise self.fail(f"snapshot {self.rec['device']} is not active")
 
-    def _exists(self):
-        self._live = self.lvs(self.rec["snapshot"])     # read once per tear-down, never cached
-        return self._live is not None
+    def _live(self):
+        return self.lvs(self.rec["snapshot"])
 
-    def _teardown(self):
-        snap = self._live
+    def _teardown(self, snap):
         if snap.get("origin") != self.rec["origin"]:
             raise self.fail(f"{self.rec['vg']}/{self.rec['snapshot']} is not a snapshot of "
                             f"{self.rec['origin']}; not removing it")

@@ -77,12 +77,12 @@ class ReadOnlyMount(Layer):
         if "ro" not in rows[-1]["options"].split(","):
             raise self.fail(f"{self.rec['mountpoint']} is mounted read-write")
 
-    def _exists(self):
-        mp = self.rec["mountpoint"]
-        return bool(self.mounted()) or self.ctx.host.exists(mp)
-
-    def _teardown(self):
+    def _live(self):
         rows, mp = self.mounted(), self.rec["mountpoint"]
+        return rows if rows or self.ctx.host.exists(mp) else None
+
+    def _teardown(self, rows):
+        mp = self.rec["mountpoint"]
         if rows:
             if rows[-1]["majmin"] != self.rec.get("source_rdev"):
                 raise self.fail(f"{mp} is mounted from {rows[-1]['source']}, not from "

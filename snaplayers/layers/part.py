@@ -67,14 +67,13 @@ class Partition(Layer):
         if not self.ctx.host.wait_for(self.rec["device"]):
             raise self.fail(f"{self.rec['device']} did not appear")
 
-    def _exists(self):
+    def _live(self):
         res = self.run("dmsetup", "table", self.rec["mapping"], accept=(0, 1))
-        self._live = res.stdout.strip() if res.returncode == 0 else None
-        return self._live is not None
+        return res.stdout.strip() if res.returncode == 0 else None
 
-    def _teardown(self):
-        if self._live != self.rec.get("table"):
-            raise self.fail(f"mapping {self.rec['mapping']} is {self._live!r}, not "
+    def _teardown(self, table):
+        if table != self.rec.get("table"):
+            raise self.fail(f"mapping {self.rec['mapping']} is {table!r}, not "
                             f"{self.rec.get('table')!r} as created; not removing it")
         # --retry: a just-unmounted filesystem can hold the device for a moment (measured)
         self.run("dmsetup", "remove", "--retry", self.rec["mapping"])

@@ -69,12 +69,12 @@ class DegradedRaid1(Layer):
             raise self.fail(f"{self.rec['device']} did not appear")
         self.rec["kernel_name"] = os.path.basename(self.ctx.host.realpath(self.rec["device"]))
 
-    def _exists(self):
-        self._live = self._detail() if self.ctx.host.exists(self.rec["device"]) else {}
-        return bool(self._live)
+    def _live(self):
+        # an array mdadm cannot describe is not one we can check, so not one we stop
+        return (self._detail() if self.ctx.host.exists(self.rec["device"]) else {}) or None
 
-    def _teardown(self):
-        found = self._live.get("MD_UUID")
+    def _teardown(self, detail):
+        found = detail.get("MD_UUID")
         if found != self.rec["uuid"]:
             raise self.fail(f"{self.rec['device']} has UUID {found}, not {self.rec['uuid']} "
                             "that snaplayers assembled; not stopping it")

@@ -93,12 +93,11 @@ class GuestVg(Layer):
         if row.get("lv_attr", "")[4:5] != "a" or not self.ctx.host.wait_for(self.rec["device"]):
             raise self.fail(f"{self.rec['device']} is not active")
 
-    def _exists(self):
-        self._live = self.clone_lvs() if self.ctx.host.exists(self.rec["pv"]) else []
-        return bool(self._live)
+    def _live(self):
+        return (self.clone_lvs() if self.ctx.host.exists(self.rec["pv"]) else []) or None
 
-    def _teardown(self):
-        found = {row.get("vg_uuid") for row in self._live}
+    def _teardown(self, rows):
+        found = {row.get("vg_uuid") for row in rows}
         # the clone's name is ours and it is seen on our device only; its UUID, once known, too
         if self.rec.get("vg_uuid") and found != {self.rec["vg_uuid"]}:
             raise self.fail(f"volume group {self.rec['clone']} has UUID {', '.join(found)}, not "
