@@ -136,13 +136,11 @@ def profile(fig: Figures, am) -> None:
         text = tb.exec("storage0", ["cat", path]).splitlines()
         if len(text) < 2:
             continue
-        stamp = [time.mktime(time.strptime(ln[:19], "%Y-%m-%d %H:%M:%S")) + float(ln[19:23]) for ln in (text[0], text[-1])]
         command = text[0].split("snaplayers: ", 1)[-1].split()[0]
-        in_commands = sum(float(ln.rsplit(" in ", 1)[1].rstrip("s")) for ln in text if "snaplayers.run:   exit " in ln)
-        n = sum(1 for ln in text if "snaplayers.run: + " in ln)
+        wall, in_commands, n = call_times(text)
         c = calls.setdefault(command, [0, 0.0, 0.0, 0])
         c[0] += 1
-        c[1] += stamp[1] - stamp[0]
+        c[1] += wall
         c[2] += in_commands
         c[3] += n
     for command, (n, wall, cmds, argv) in sorted(calls.items()):
@@ -201,18 +199,24 @@ def overhead(fig: Figures, tb) -> None:
                 note=f"plugin {p:.2f} s, bare {b:.2f} s, median of {ROUNDS}; last plugin cycle: {split}")
 
 
+def call_times(lines):
+    """One plugin call's debug log: (seconds from its first to its last line, seconds in the
+    commands it ran, how many it ran)."""
+    first, last = (time.mktime(time.strptime(ln[:19], "%Y-%m-%d %H:%M:%S")) + float(ln[19:23])
+                   for ln in (lines[0], lines[-1]))
+    in_commands = sum(float(ln.rsplit(" in ", 1)[1].rstrip("s")) for ln in lines if "snaplayers.run:   exit " in ln)
+    return last - first, in_commands, sum(1 for ln in lines if "snaplayers.run: + " in ln)
+
+
 def breakdown(tb, variant, wall) -> str:
     """The last cycle's two calls, from their own logs: time in commands, in Python between
     them, and before the first log line (interpreter start and imports) plus exit."""
     names = tb.exec("storage0", ["sh", "-c", f"ls /tmp/bench-log/{variant}/*.debug | sort | tail -2"]).split()
     commands = inside = 0.0
     for path in names:
-        text = tb.exec("storage0", ["cat", path]).splitlines()
-        stamps = [time.mktime(time.strptime(ln[:19], "%Y-%m-%d %H:%M:%S")) + float(ln[19:23])
-                  for ln in (text[0], text[-1])]
-        cmds = sum(float(ln.rsplit(" in ", 1)[1].rstrip("s")) for ln in text if "snaplayers.run:   exit " in ln)
+        wall_inside, cmds, _ = call_times(tb.exec("storage0", ["cat", path]).splitlines())
         commands += cmds
-        inside += stamps[1] - stamps[0] - cmds
+        inside += wall_inside - cmds
     return (f"wall {wall:.2f} s = commands {commands:.2f} s + Python between them {inside:.2f} s "
             f"+ start-up, imports and exit of 2 calls {wall - commands - inside:.2f} s")
 
