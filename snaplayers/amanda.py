@@ -37,8 +37,9 @@ def main(argv=None) -> int:
 def fail(message, status: int) -> int:
     line = " ".join(str(message).split())       # one line, whatever the message held
     sys.stderr.write(f"snaplayers: {line}\n")
-    if "logging" in sys.modules:                # a log was started: the error belongs in it
-        sys.modules["logging"].getLogger("snaplayers").error("failed: %s", line)
+    log = sys.modules.get("snaplayers.log")
+    if log is not None and log.started():       # a log was started: the error belongs in it
+        log.get("snaplayers").error("failed: %s", line)
     return status
 
 
@@ -82,7 +83,6 @@ def environment(settings):
 
 
 def _run(call, settings, spec) -> int:
-    import logging
     import signal
 
     from . import log, tools
@@ -93,7 +93,7 @@ def _run(call, settings, spec) -> int:
     tools.check(required_tools(spec) + (["sudo"] if runner.use_sudo else []))
 
     logfile = log.start(settings.log_dir, "script-snaplayers", settings.debug)
-    logger = logging.getLogger("snaplayers")
+    logger = log.get("snaplayers")
     logger.info("%s disk=%s device=%s levels=%s outcome=%s", call.command, call.disk,
                 call.device, call.levels, call.outcome)
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
 
 from .errors import BadInput, show
+from .record import Record
 
 # LVM's own name rules (lvm2 lib/misc/lvm-string.c), minus '+', which is our vg/lv separator.
 _NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
@@ -23,8 +23,7 @@ MAX_COMPONENT = 255     # NAME_MAX: the encoded directory must be creatable
 MAX_PARTITION = 128     # GPT's usual table size, and the kernel's DISK_MAX_PARTS is 256
 
 
-@dataclass(frozen=True)
-class _VgLv:
+class _VgLv(Record, frozen=True):
     vg: str
     lv: str
     kind = ""
@@ -33,15 +32,13 @@ class _VgLv:
         return f"{self.kind}={self.vg}+{self.lv}"
 
 
-@dataclass(frozen=True)
 class Lvm(_VgLv):
     """Source layer: a snapshot of logical volume <vg>/<lv>."""
 
     kind = "lvm"
 
 
-@dataclass(frozen=True)
-class Raid1:
+class Raid1(Record, frozen=True):
     """The device below is one leg of an md RAID1: assemble it degraded."""
 
     kind = "raid1"
@@ -50,8 +47,7 @@ class Raid1:
         return "raid1"
 
 
-@dataclass(frozen=True)
-class Part:
+class Part(Record, frozen=True):
     """Partition <n> of the device below."""
 
     number: int
@@ -61,15 +57,13 @@ class Part:
         return f"part={self.number}"
 
 
-@dataclass(frozen=True)
 class Vg(_VgLv):
     """The device below is the one PV of a guest's volume group <vg>: activate its LV <lv>."""
 
     kind = "vg"
 
 
-@dataclass(frozen=True)
-class Luks:
+class Luks(Record, frozen=True):
     """The device below is a LUKS1/LUKS2 container: open it with the key file named <key>."""
 
     key: str
@@ -85,8 +79,7 @@ EXPECTED = "expected lvm=<vg>+<lv>, raid1, part=<n>, vg=<vg>+<lv> or luks=<key>"
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
 
 
-@dataclass(frozen=True)
-class DeviceSpec:
+class DeviceSpec(Record, frozen=True):
     mount_base: str
     layers: tuple[object, ...]
     trailing_slash: bool = False

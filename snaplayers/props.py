@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from . import device as devicefield
 from .errors import BadInput, show
+from .record import Record
 
 DEFAULT_STATE_DIR = "/var/lib/amanda/snaplayers"
 DEFAULT_LOG_DIR = "/var/log/amanda/snaplayers"
@@ -33,8 +33,7 @@ def boolean(name: str, value: str) -> bool:
         raise BadInput(f"property {name} {show(value)} must be yes or no") from None
 
 
-@dataclass
-class Settings:
+class Settings(Record):
     """Everything a stack needs to know besides the device field; validated on construction."""
 
     mount_base: str
@@ -122,8 +121,7 @@ def settings_from(props: dict[str, str], defaults: dict[str, object] | None = No
     return Settings(**values)
 
 
-@dataclass
-class Call:
+class Call(Record):
     """One Amanda Script API call, as argv delivered it."""
 
     command: str
@@ -133,9 +131,9 @@ class Call:
     disk: str | None = None
     device: str | None = None
     timestamp: str | None = None
-    levels: list[int] = field(default_factory=list)
+    levels: list[int] = []
     outcome: str | None = None     # success / failed, from newer Amanda's post calls
-    properties: dict[str, str] = field(default_factory=dict)
+    properties: dict[str, str] = {}
 
 
 _STANDARD = ("execute-where", "config", "host", "disk", "device", "timestamp")

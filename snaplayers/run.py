@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shlex
 import subprocess
 import time
-from dataclasses import dataclass
 from collections.abc import Sequence
 
+from . import log as debug_log
 from . import tools
 from .errors import CommandFailed
+from .record import Record
 
-log = logging.getLogger("snaplayers.run")
+log = debug_log.get("snaplayers.run")
 
 
-@dataclass
-class Result:
+class Result(Record):
     argv: list[str]
     returncode: int
     stdout: str

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import time
-from dataclasses import asdict
 
+from . import log as debug_log
 from .device import DeviceSpec
 from .errors import Busy, SnaplayersError, SnapshotInvalid
 from .journal import VERSION, Journal, dle_lock
 from .layers import Context, Layer, registry
 
-log = logging.getLogger("snaplayers.stack")
+log = debug_log.get("snaplayers.stack")
 
 
 def dle_id(config: str, host: str, disk: str) -> str:
@@ -43,7 +42,7 @@ class Stack:
         data = {"version": VERSION, **self.ident, "device": spec.format(),
                 "dle_id": self.ctx.dle_id, "pid": os.getpid(), "owner": self.ctx.host.caller(),
                 "started": time.time(),
-                "state": "setting-up", "settings": asdict(self.ctx.settings), "layers": []}
+                "state": "setting-up", "settings": self.ctx.settings.as_dict(), "layers": []}
         built: list[Layer] = []
         kinds = registry()
         try:

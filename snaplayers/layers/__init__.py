@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 
 from ..errors import LayerError
 from ..props import Settings
+from ..record import Record
 from ..run import Runner
 
 
@@ -98,8 +98,7 @@ def _unescape(field: str) -> str:
     return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
-@dataclass
-class Context:
+class Context(Record):
     runner: Runner
     host: Host
     settings: Settings

@@ -1,7 +1,6 @@
 """The benchmark's reading of one plugin call's debug log, on lines the plugin's own logger wrote."""
 
 import importlib.util
-import logging
 import os
 import time
 
@@ -15,18 +14,13 @@ def test_a_calls_wall_time_commands_and_their_time_come_from_its_log(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     path = plugin_log.start(str(tmp_path), "script-snaplayers", True)
-    run = logging.getLogger("snaplayers.run")
-    try:
-        logging.getLogger("snaplayers").info("PRE-DLE-BACKUP md-part-ext4")
-        for seconds in (0.25, 0.5):
-            run.info("+ %s", "lvcreate --snapshot")
-            run.info("  exit %d in %.3fs", 0, seconds)
-        time.sleep(0.3)
-        logging.getLogger("snaplayers").info("set up")
-    finally:
-        for h in list(logging.getLogger("snaplayers").handlers):
-            logging.getLogger("snaplayers").removeHandler(h)
-            h.close()
+    run = plugin_log.get("snaplayers.run")
+    plugin_log.get("snaplayers").info("PRE-DLE-BACKUP md-part-ext4")
+    for seconds in (0.25, 0.5):
+        run.info("+ %s", "lvcreate --snapshot")
+        run.info("  exit %d in %.3fs", 0, seconds)
+    time.sleep(0.3)
+    plugin_log.get("snaplayers").info("set up")
     wall, in_commands, n = bench.call_times(open(path).read().splitlines())
     assert n == 2 and in_commands == 0.75
     assert 0.29 < wall < 2.0

@@ -1,6 +1,7 @@
 """The Script API: support, argv handling, stdout/stderr conventions, hostile input."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -94,6 +95,10 @@ def test_overflow_at_post_backup_fails_the_dump(plugin, capsys):
     assert plugin(*dle("POST-DLE-BACKUP")) == 4
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "overflowed" in err
+    # the POST call's own debug log ends with the same line, timestamped like Amanda's
+    last = sorted(os.listdir(plugin.logs))[-1]
+    tail = (plugin.logs / last).read_text().splitlines()[-1]
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \d+ snaplayers: failed: .*overflowed", tail)
 
 
 def test_post_without_a_stack_is_a_no_op(plugin, capsys):
