@@ -43,6 +43,10 @@ class SnapshotInvalid(SnaplayersError):
     exit_status = 4
 
 
+class MountVanished(SnapshotInvalid):
+    """The snapshot's mount was gone by tear-down: Amanda read the bare mount point."""
+
+
 def show(token: str, limit: int = 64) -> str:
     """A token as it can be printed in one line: quoted, escaped, shortened."""
     text = token if len(token) <= limit else token[:limit] + "..."

@@ -8,6 +8,7 @@ disk, or lose files, so they are an explicit opt-in (property recovery NO).
 
 from __future__ import annotations
 
+from ..errors import MountVanished
 from . import Layer, parse_export
 
 # fstype -> (options with journal replay, options without)
@@ -91,3 +92,8 @@ class ReadOnlyMount(Layer):
         # the directory is named by this stack under mount_base: ours to remove once empty
         if self.ctx.host.exists(mp) and not self.ctx.host.listdir(mp):
             self.ctx.host.rmdir(mp)
+        if not rows and self.rec.get("state") == "up":
+            # set up and then gone before the POST call: whatever was read there was the bare
+            # directory (dmeventd unmounts a monitored snapshot that overflows: seen on trixie)
+            raise MountVanished(f"{mp} was no longer mounted at tear-down: it was unmounted while "
+                                "Amanda read it, so what was read is not the snapshot")

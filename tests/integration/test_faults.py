@@ -90,6 +90,20 @@ def test_snapshot_overflow_fails_the_dump_and_is_torn_down(testbed):
     record("scenarios survived")
 
 
+def test_a_mount_gone_before_the_post_call_fails_the_dump(testbed):
+    """dmeventd unmounts a monitored snapshot that overflows (seen on trixie): Amanda then read
+    the bare mount point, so the dump must fail even when nothing else is wrong."""
+    variant = "md-part-ext4"
+    code, out, err = as_backup(testbed, "PRE-DLE-BACKUP", variant)
+    assert code == 0, err
+    testbed.exec("storage0", ["umount", testbed.device(variant)])
+    code, out, err = as_backup(testbed, "POST-DLE-BACKUP", variant)
+    assert code == 4 and out == ""
+    assert err.count("\n") == 1 and "no longer mounted" in err, err
+    nothing_left(testbed)
+    record("scenarios survived")
+
+
 def test_a_mount_point_already_mounted_is_refused_and_nothing_is_created(testbed):
     variant = "lv-ext4"
     mp = testbed.device(variant)

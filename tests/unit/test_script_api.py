@@ -101,6 +101,16 @@ def test_overflow_at_post_backup_fails_the_dump(plugin, capsys):
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \d+ snaplayers: failed: .*overflowed", tail)
 
 
+def test_a_mount_gone_before_post_backup_fails_the_dump(plugin, capsys):
+    assert plugin(*dle("PRE-DLE-BACKUP")) == 0
+    capsys.readouterr()
+    plugin.system.mount_rows = []           # unmounted behind our back while Amanda read it
+    assert plugin(*dle("POST-DLE-BACKUP")) == 4
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "no longer mounted" in err
+    assert not [n for n in plugin.system.lvs if "amsnap" in n]
+
+
 def test_post_without_a_stack_is_a_no_op(plugin, capsys):
     assert plugin(*dle("POST-DLE-BACKUP")) == 0
     assert capsys.readouterr() == ("", "")

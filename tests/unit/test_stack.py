@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from snaplayers.errors import Busy, CommandFailed, LayerError, SnapshotInvalid
+from snaplayers.errors import Busy, CommandFailed, LayerError, MountVanished, SnapshotInvalid
 from snaplayers.journal import KEYS, Journal, allocation_lock, dle_lock
 
 EMPTY = {"lvs": [], "arrays": {}, "mappings": {}, "mounts": [], "dirs": []}
@@ -140,6 +140,35 @@ def test_overflowed_snapshot_is_removed_and_fails_the_teardown(world, spec):
         world.stack().teardown()
     assert world.kernel_objects() == EMPTY
     assert world.stack().journal.load() is None
+
+
+def test_a_mount_gone_before_the_post_call_fails_the_teardown_and_the_rest_goes(world, spec):
+    """dmeventd unmounts an overflowed snapshot it monitors (seen on trixie): the dump then read
+    the bare mount point, so it must fail, whatever else is still fine."""
+    stack = world.stack()
+    stack.setup(spec("lvm=data0+vol00,raid1,part=1"))
+    world.system.mount_rows = []
+    with pytest.raises(MountVanished, match="no longer mounted"):
+        world.stack().teardown()
+    assert world.kernel_objects() == EMPTY
+    assert world.stack().journal.load() is None
+
+
+def test_overflow_and_a_vanished_mount_report_the_overflow(world, spec):
+    stack = world.stack()
+    stack.setup(spec("lvm=data0+vol00"))
+    world.system.mount_rows = []
+    world.system.lvs["data0/vol00.amsnap"].update(lv_attr="swi-I-s---", data_percent="100.00")
+    with pytest.raises(SnapshotInvalid, match="overflowed"):
+        world.stack().teardown()
+    assert world.kernel_objects() == EMPTY
+
+
+def test_a_failed_mount_is_unwound_without_a_vanished_mount_error(world, spec):
+    world.system.inject = lambda argv: (32, "wrong fs type") if argv[0] == "mount" else None
+    with pytest.raises(CommandFailed):
+        world.stack().setup(spec("lvm=data0+vol00"))
+    assert world.kernel_objects() == EMPTY
 
 
 def test_busy_mount_stops_teardown_before_the_layers_under_it(world, spec):
