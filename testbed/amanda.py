@@ -31,7 +31,7 @@ HOLD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "scri
 HOLD_DIR = "/run/testbed-hold"
 # what says why a run failed, kept on the host before the testbed goes: Amanda's debug logs of
 # both nodes, the server's run logs, and what was still running (a hang shows there, not in a log)
-KEPT = {SERVER: ["/var/log/amanda", "/srv/amanda/{config}/state/log"], CLIENT: ["/var/log/amanda"]}
+KEPT = {SERVER: ["/var/log/amanda"], CLIENT: ["/var/log/amanda"]}
 STILL_RUNNING = ("ps -eo pid,ppid,stat,etime,wchan:24,args > /tmp/testbed-ps.txt 2>&1; "
                  "dmesg 2>/dev/null | tail -n 300 > /tmp/testbed-dmesg.txt; true")
 # The fault tier's configs: one DLE each, held after snaplayers' PRE-DLE-BACKUP (see HOLD)
@@ -293,21 +293,26 @@ class Amanda:
         return self.tb.exec(CLIENT, ["sh", "-c", "tail -n 40 /var/log/amanda/snaplayers/*.debug 2>/dev/null; "
                                                  "tail -n 30 /var/log/amanda/client/TB/*.debug 2>/dev/null | tail -n 60; true"])
 
-    def keep_logs(self, what: str, config: str = CONFIG) -> str:
-        """Copy KEPT and the nodes' process lists and kernel messages to the host: into
-        $TESTBED_LOGS (a matrix cell's results) or the cache's logs/; returns the folder."""
+    def keep_logs(self, what: str) -> str:
+        """Copy KEPT, every config's run logs (amdump, log) and the nodes' process lists and
+        kernel messages to the host: into $TESTBED_LOGS (a matrix cell's results) or the
+        cache's logs/; returns the folder."""
         base = os.environ.get("TESTBED_LOGS") or os.path.join(cache.root(), "logs")
         dest = os.path.join(base, f"{self.tb.prefix}-{what}-{time.strftime('%Y%m%d-%H%M%S')}")
         for node, paths in KEPT.items():
             self.tb.exec(node, ["sh", "-c", STILL_RUNNING])
             container = self.tb.client.containers.get(self.topo.container(node))
-            os.makedirs(os.path.join(dest, node), exist_ok=True)
-            for path in [p.format(config=config) for p in paths] + ["/tmp/testbed-ps.txt", "/tmp/testbed-dmesg.txt"]:
+            # path -> folder under dest: each config's run logs in a folder named after it
+            wanted = {p: node for p in paths + ["/tmp/testbed-ps.txt", "/tmp/testbed-dmesg.txt"]}
+            if node == SERVER:
+                wanted.update({f"/srv/amanda/{name}/state/log": f"{node}/{name}" for name in self.configs()})
+            for path, into in wanted.items():
                 try:
                     stream, _ = container.get_archive(path)
                 except Exception:
                     continue            # a node without that folder (no run yet) keeps nothing of it
-                run(["tar", "-x", "--no-same-owner", "--no-same-permissions", "-C", os.path.join(dest, node)],
+                os.makedirs(os.path.join(dest, into), exist_ok=True)
+                run(["tar", "-x", "--no-same-owner", "--no-same-permissions", "-C", os.path.join(dest, into)],
                     input=b"".join(stream))
         return dest
 

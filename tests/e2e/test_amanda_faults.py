@@ -120,11 +120,13 @@ def test_a_snapshot_overflowing_during_the_dump_is_a_failed_dump(amanda):
         held.go()
         code, _ = held.join()
         report = amanda.report(OVERFLOW)
-        # that attempt is FAILED, with the plugin's reason in Amanda's own report
+        # that attempt is FAILED, with the plugin's reason in Amanda's own report (a dump that
+        # went straight to the one tape cannot be retried: Amanda then adds a second FAILED
+        # line, "out of holding space in degraded mode", seen on trixie)
         failed = [ln for ln in report.splitlines() if f"{disk} lev 0" in ln and "FAILED" in ln]
-        assert failed and "overflowed" in failed[0] and "POST-DLE-BACKUP" in failed[0], report
-        # Amanda retried with a new snapshot; the only OK dump is that retry, and it is a true
-        # copy of the guest as it is now (the big file included)
+        assert [ln for ln in failed if "overflowed" in ln and "POST-DLE-BACKUP" in ln], report
+        # if Amanda retried with a new snapshot, the only OK dump is that retry, and it is a
+        # true copy of the guest as it is now (the big file included)
         new = [d for d in amanda.dumps(OVERFLOW) if d.date not in before]
         oks = [d for d in new if d.status.split()[-1:] == ["OK"]]
         assert any("overflowed" in d.status for d in new if d not in oks), new

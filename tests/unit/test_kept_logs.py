@@ -54,14 +54,17 @@ def test_both_nodes_logs_processes_and_kernel_messages_are_kept(tmp_path, monkey
         topo.container("amanda"): Container({
             "/var/log/amanda": {"server/TB/driver.20261126.debug": "driver: hung?\n"},
             "/srv/amanda/TB/state/log": {"amdump.1": "driver: part-xfs\n"},
+            "/srv/amanda/TBOVERFLOW/state/log": {"amdump.1": "driver: lv-ext4\n"},
             "/tmp/testbed-ps.txt": {}, "/tmp/testbed-dmesg.txt": {}}),
         topo.container("storage0"): Container({
             "/var/log/amanda": {"client/TB/sendbackup.20261126.debug": "sendbackup: part-xfs\n"}})})
     kept = Amanda(tb).keep_logs("test_level1")
     assert kept.startswith(str(tmp_path / "sltbunit-test_level1-"))
     found = sorted(os.path.relpath(os.path.join(d, f), kept) for d, _, fs in os.walk(kept) for f in fs)
-    assert found == ["amanda/amanda/server/TB/driver.20261126.debug", "amanda/log/amdump.1",
+    # each config's run logs in their own folder (the failed test may have used any of them)
+    assert found == ["amanda/TB/log/amdump.1", "amanda/TBOVERFLOW/log/amdump.1",
+                     "amanda/amanda/server/TB/driver.20261126.debug",
                      "storage0/amanda/client/TB/sendbackup.20261126.debug"]
-    assert open(os.path.join(kept, "amanda/log/amdump.1")).read() == "driver: part-xfs\n"
+    assert open(os.path.join(kept, "amanda/TBOVERFLOW/log/amdump.1")).read() == "driver: lv-ext4\n"
     # a hang shows in what still runs, not in a log: each node lists it before the copy
     assert [n for n, argv in tb.execs if "ps -eo" in argv[-1] and "dmesg" in argv[-1]] == ["amanda", "storage0"]
