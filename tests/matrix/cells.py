@@ -37,12 +37,16 @@ def name_of(suite, kernel, layout):
 
 
 def why(text: str) -> str:
-    """The line that says what went wrong: the plugin's own message if there is one, else
-    Amanda's ERROR line (an assertion names what was missing, Amanda says why)."""
+    """Which tests failed, then the line that says what went wrong: the plugin's own message if
+    there is one, else Amanda's ERROR line (an assertion names what was missing, Amanda says
+    why). The test's name comes first: a plugin line may be what the test expected to see."""
     errors = [ln[2:].strip() for ln in text.splitlines() if ln.startswith("E ")]
     ours = [ln for ln in errors if "snaplayers:" in ln]
     amandas = [ln for ln in errors if ln.startswith("ERROR")]
-    return ((ours or amandas or errors or text.strip().splitlines() or ["no output"])[0])[:200]
+    line = (ours or amandas or errors or text.strip().splitlines() or ["no output"])[0]
+    tests = [ln.split("::")[-1].split(" ")[0] for ln in text.splitlines()
+             if ln.startswith(("FAILED ", "ERROR ")) and "::" in ln]
+    return ((", ".join(tests) + ": " if tests else "") + line)[:240]
 
 
 def run_cell(suite, kernel, layout):

@@ -52,3 +52,9 @@ def test_a_failed_cells_reason_is_the_plugins_line_else_amandas_error():
     assert why(log) == "ERROR: host: selfcheck request failed: timeout waiting for REP"
     assert why(log + "E     ERROR: snaplayers: no such LV\n") == "ERROR: snaplayers: no such LV"
     assert why("") == "no output"
+    # the failed test's name first: the plugin's line may be the one that test expected
+    summary = ("E       AssertionError: Hostname: amanda\n"
+               "E           host lv-ext4 lev 0  FAILED [Script 'script-snaplayers' command 'POST-DLE-BACKUP': "
+               "snaplayers: snapshot overflowed]\n"
+               "FAILED tests/e2e/test_amanda_faults.py::test_a_snapshot_overflowing - AssertionError: Hostname\n")
+    assert why(summary).startswith("test_a_snapshot_overflowing: host lv-ext4 lev 0  FAILED [Script")
