@@ -92,7 +92,7 @@ def _run(call, settings, spec) -> int:
     runner, host = environment(settings)
     tools.check(required_tools(spec) + (["sudo"] if runner.use_sudo else []))
 
-    logfile = log.start(settings.log_dir, "script-snaplayers", settings.debug)
+    logfile = log.start(settings.log_dir, "script-snaplayers")
     logger = log.get("snaplayers")
     logger.info("%s disk=%s device=%s levels=%s outcome=%s", call.command, call.disk,
                 call.device, call.levels, call.outcome)

@@ -13,7 +13,7 @@ def test_a_calls_wall_time_commands_and_their_time_come_from_its_log(tmp_path):
     spec = importlib.util.spec_from_file_location("bench", os.path.join(HERE, "..", "bench", "bench.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    path = plugin_log.start(str(tmp_path), "script-snaplayers", True)
+    path = plugin_log.start(str(tmp_path), "script-snaplayers")
     run = plugin_log.get("snaplayers.run")
     plugin_log.get("snaplayers").info("PRE-DLE-BACKUP md-part-ext4")
     for seconds in (0.25, 0.5):
