@@ -43,9 +43,13 @@ def dev_links(prefixes):
     return sorted(d.rstrip("/") for d in found)
 
 
-def dm_devices(prefixes):
+def dm_names():
     out = sh("dmsetup", "ls").stdout
-    return [ln.split()[0] for ln in out.splitlines() if ln.strip() and ours(ln.split()[0], prefixes)]
+    return [ln.split()[0] for ln in out.splitlines() if ln.strip() and ln.strip() != "No devices found"]
+
+
+def dm_devices(prefixes):
+    return [name for name in dm_names() if ours(name, prefixes)]
 
 
 def sessions(prefixes):
@@ -122,7 +126,7 @@ def clean(prefixes):
             os.unlink(link)
     # what dm and LVM left in /dev: only links to nothing and nodes of no live mapping (a live
     # device is reported above); live names read once and compared whole, not as substrings
-    mapped = set(dm_devices([""]))
+    mapped = set(dm_names())
     for path in dev_links(prefixes):
         entries = [os.path.join(path, e) for e in os.listdir(path)] if os.path.isdir(path) else [path]
         for entry in entries:
