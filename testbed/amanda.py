@@ -29,9 +29,9 @@ DUMPTYPE = {"lv-ext4": "snaplayers-gnutar"}
 DEFAULT_DUMPTYPE = "snaplayers-amgtar"
 HOLD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "script-testbed-hold")
 HOLD_DIR = "/run/testbed-hold"
-# what says why a run failed, kept on the host before the testbed goes: Amanda's debug logs of
-# both nodes, the server's run logs, and what was still running (a hang shows there, not in a log)
-KEPT = {SERVER: ["/var/log/amanda"], CLIENT: ["/var/log/amanda"]}
+# what says why a run failed, kept on the host before the testbed goes: each node's Amanda debug
+# logs and what was still running (a hang shows there, not in a log); the server's run logs too
+KEPT = ["/var/log/amanda", "/tmp/testbed-ps.txt", "/tmp/testbed-dmesg.txt"]
 STILL_RUNNING = ("ps -eo pid,ppid,stat,etime,wchan:24,args > /tmp/testbed-ps.txt 2>&1; "
                  "dmesg 2>/dev/null | tail -n 300 > /tmp/testbed-dmesg.txt; true")
 # The fault tier's configs: one DLE each, held after snaplayers' PRE-DLE-BACKUP (see HOLD)
@@ -299,11 +299,11 @@ class Amanda:
         cache's logs/; returns the folder."""
         base = os.environ.get("TESTBED_LOGS") or os.path.join(cache.root(), "logs")
         dest = os.path.join(base, f"{self.tb.prefix}-{what}-{time.strftime('%Y%m%d-%H%M%S')}")
-        for node, paths in KEPT.items():
+        for node in (SERVER, CLIENT):
             self.tb.exec(node, ["sh", "-c", STILL_RUNNING])
             container = self.tb.client.containers.get(self.topo.container(node))
             # path -> folder under dest: each config's run logs in a folder named after it
-            wanted = {p: node for p in paths + ["/tmp/testbed-ps.txt", "/tmp/testbed-dmesg.txt"]}
+            wanted = dict.fromkeys(KEPT, node)
             if node == SERVER:
                 wanted.update({f"/srv/amanda/{name}/state/log": f"{node}/{name}" for name in self.configs()})
             for path, into in wanted.items():
