@@ -1,4 +1,4 @@
-"""snaplayers: operator commands (plan, status, cleanup, sudoers, install)."""
+"""snaplayers: operator commands (plan, status, cleanup, install, sudoers, policy)."""
 
 from __future__ import annotations
 
@@ -41,17 +41,26 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "cleanup":
             s.add_argument("--disk", help="only this DLE's stack")
 
-    su = sub.add_parser("sudoers", help="print a least-privilege sudoers drop-in")
-    su.add_argument("--user", required=True)
-    su.add_argument("--mount-base", required=True)
-    su.add_argument("--snap-suffix", default=None)
-    su.add_argument("--key-dir", default=None, help="where luks=<key> finds <key>.key")
-    su.add_argument("--syntax", default="auto", choices=("auto", "regex", "wildcard"))
-
-    ins = sub.add_parser("install", help="put an executable script-snaplayers into Amanda's "
-                                         "application directory")
+    ins = sub.add_parser("install", help="as root: the plugin into Amanda's application "
+                                         "directory, the privileged helper with its policy, the "
+                                         "root-owned mount base and the one sudoers line")
+    ins.add_argument("--user", required=True, help="the Amanda user (Debian: backup)")
+    ins.add_argument("--mount-base", required=True)
+    ins.add_argument("--snap-suffix", default=None)
+    ins.add_argument("--key-dir", default=None, help="where luks=<key> finds <key>.key")
     ins.add_argument("--application-dir")
     ins.add_argument("--name", default="script-snaplayers")
+    ins.add_argument("--helper", default=None, help="where to put the helper")
+    ins.add_argument("--sudoers", default=None, help="the sudoers drop-in to write")
+
+    su = sub.add_parser("sudoers", help="print the sudoers line `install` writes")
+    su.add_argument("--user", required=True)
+    su.add_argument("--helper", default=None)
+
+    pol = sub.add_parser("policy", help="print every argv the helper would admit, as patterns")
+    pol.add_argument("--mount-base", required=True)
+    pol.add_argument("--snap-suffix", default=None)
+    pol.add_argument("--key-dir", default=None)
     return p
 
 
@@ -150,15 +159,29 @@ def cmd_cleanup(args) -> int:
 
 
 def cmd_sudoers(args) -> int:
+    from .privilege import sudoers
+    from .run import helper_path
+    sys.stdout.write(sudoers(args.user, args.helper or helper_path()))
+    return 0
+
+
+def cmd_policy(args) -> int:
+    from .privilege import compile_policy
     from .props import DEFAULT_KEY_DIR, DEFAULT_SUFFIX
-    from .sudoers import generate
-    sys.stdout.write(generate(args.user, args.mount_base, args.snap_suffix or DEFAULT_SUFFIX,
-                              args.syntax, args.key_dir or DEFAULT_KEY_DIR))
+    policy = compile_policy(args.mount_base, args.snap_suffix or DEFAULT_SUFFIX,
+                            args.key_dir or DEFAULT_KEY_DIR)
+    for rule in policy["rules"]:
+        print(shlex.join([policy["tools"][rule[0]], *rule[1:]]))
     return 0
 
 
 def cmd_install(args) -> int:
-    """A one-file zipapp of this package: the plugin needs nothing but Python's stdlib."""
+    """The plugin as a one-file zipapp (it needs nothing but Python's stdlib), then everything
+    the Amanda user's privilege is made of."""
+    from . import privilege
+    from .props import DEFAULT_KEY_DIR, DEFAULT_SUFFIX
+    if os.geteuid() != 0:
+        raise SnaplayersError("snaplayers install must run as root")
     target_dir = args.application_dir or next((d for d in APPLICATION_DIRS if os.path.isdir(d)), None)
     if target_dir is None:
         raise SnaplayersError("no Amanda application directory found (looked in "
@@ -168,6 +191,10 @@ def cmd_install(args) -> int:
     target = os.path.join(target_dir, args.name)
     build_zipapp(target)
     print(f"installed {target} (mode 0755)")
+    for line in privilege.install(args.user, args.mount_base, args.snap_suffix or DEFAULT_SUFFIX,
+                                  args.key_dir or DEFAULT_KEY_DIR, args.helper,
+                                  args.sudoers or privilege.SUDOERS):
+        print(line)
     return 0
 
 
@@ -210,4 +237,4 @@ def _compile_for_zipimport(tree: str) -> None:
 
 
 COMMANDS = {"plan": cmd_plan, "status": cmd_status, "cleanup": cmd_cleanup,
-            "sudoers": cmd_sudoers, "install": cmd_install}
+            "sudoers": cmd_sudoers, "policy": cmd_policy, "install": cmd_install}

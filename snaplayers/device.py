@@ -13,7 +13,7 @@ from .record import Record
 
 # LVM's own name rules (lvm2 lib/misc/lvm-string.c), minus '+', which is our vg/lv separator.
 _NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
-_LV_RESERVED = ("_cdata", "_cmeta", "_corig", "_mlog", "_mimage", "_pmspare", "_rimage",
+LV_RESERVED = ("_cdata", "_cmeta", "_corig", "_mlog", "_mimage", "_pmspare", "_rimage",
                 "_rmeta", "_tdata", "_tmeta", "_vorigin", "_vdata")
 _LV_RESERVED_PREFIX = ("snapshot", "pvmove")
 _PATH = re.compile(r"/[A-Za-z0-9_.+/-]*\Z")
@@ -122,7 +122,7 @@ def check_lvm_name(what: str, name: str, token: str) -> None:
 
 def check_lv_name(name: str, token: str) -> None:
     check_lvm_name("LV", name, token)
-    if name.startswith(_LV_RESERVED_PREFIX) or any(r in name for r in _LV_RESERVED):
+    if name.startswith(_LV_RESERVED_PREFIX) or any(r in name for r in LV_RESERVED):
         raise BadInput(f"token {show(token)}: LV name {show(name)} is reserved by LVM")
 
 

@@ -16,7 +16,9 @@ DEFAULT_STALE_SECONDS = 43200   # a nightly dump of a large DLE can take hours
 DEFAULT_KEY_DIR = "/etc/snaplayers/keys"   # luks=<key> opens with <key-dir>/<key>.key, read by root
 
 _SIZE = re.compile(r"(?:[1-9][0-9]{0,15}(?:\.[0-9]{1,3})?[bBsSkKmMgGtTpPeE]?|(?:100|[1-9][0-9]?)%ORIGIN)\Z")
-_SUFFIX = re.compile(r"[._+-][A-Za-z0-9_.+-]{1,31}\Z")
+# starts with '.': LVM's own names for what it makes add '_' (_tdata, _rimage_0) or, in dm
+# names, '-' (-real, -cow, -tpool); the reserved words are refused inside it too
+_SUFFIX = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9_.]{0,30}\Z")
 _BOOL = {"yes": True, "true": True, "on": True, "1": True,
          "no": False, "false": False, "off": False, "0": False}
 
@@ -52,9 +54,7 @@ class Settings(Record):
         devicefield.check_path("state-dir", self.state_dir)
         devicefield.check_path("log-dir", self.log_dir)
         devicefield.check_path("key-dir", self.key_dir)
-        if not _SUFFIX.match(self.snap_suffix):
-            raise BadInput(f"property snap-suffix {show(self.snap_suffix)} must be 2-32 characters "
-                           "of [A-Za-z0-9_.+-] starting with one of '._+-'")
+        check_suffix(self.snap_suffix)
         if not _SIZE.match(self.size):
             raise BadInput(f"property size {show(self.size)} must be an LVM size (50M, 1.5G) "
                            "or N%ORIGIN")
@@ -85,6 +85,13 @@ class Settings(Record):
                     > devicefield.MAX_DM_NAME:
                 raise BadInput(f"token {show(layer.token())}: the LV's device-mapper name would "
                                f"be longer than {devicefield.MAX_DM_NAME} characters")
+
+
+def check_suffix(suffix: str) -> str:
+    if not _SUFFIX.match(suffix) or any(r in suffix for r in devicefield.LV_RESERVED):
+        raise BadInput(f"property snap-suffix {show(suffix)} must be '.' and 1-31 characters of "
+                       "[A-Za-z0-9_.], without a name LVM reserves (_tdata, _rimage, ...)")
+    return suffix
 
 
 # property name -> (Settings field, converter)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from . import log as debug_log
 from . import tools
 from .errors import CommandFailed
+from .helper import REFUSED     # a refusal fails the command whatever exit statuses it accepts
 from .record import Record
 
 log = debug_log.get("snaplayers.run")
@@ -23,8 +24,17 @@ class Result(Record):
     stderr: str
 
 
+HELPERS = ("/usr/libexec/snaplayers/helper", "/usr/local/libexec/snaplayers/helper")
+
+
+def helper_path() -> str:
+    """Where `snaplayers install` (or the package) put the helper: the first that exists."""
+    return next((p for p in HELPERS if os.path.exists(p)), HELPERS[-1])
+
+
 class Runner:
-    """Runs privileged commands, through `sudo -n` unless already root.
+    """Runs privileged commands: as root directly, else through `sudo -n` and the helper, which
+    admits only the argv the layers declare.
 
     `executed` keeps every argv this runner started: tests assert on it, and hostile input must
     leave it empty.
@@ -32,12 +42,14 @@ class Runner:
 
     def __init__(self, sudo: str = "auto"):
         self.use_sudo = sudo == "yes" or (sudo == "auto" and os.geteuid() != 0)
+        self.helper = helper_path() if self.use_sudo else ""
         self.executed: list[list[str]] = []
 
     def argv(self, argv: Sequence[str]) -> list[str]:
-        full = [tools.path(argv[0]), *argv[1:]]
-        # -n: a password prompt is an error, never a hang
-        return [tools.path("sudo"), "-n", *full] if self.use_sudo else full
+        # -n: a password prompt is an error, never a hang; the helper finds the tool itself
+        if self.use_sudo:
+            return [tools.path("sudo"), "-n", self.helper, *argv]
+        return [tools.path(argv[0]), *argv[1:]]
 
     def run(self, argv: Sequence[str], accept: Sequence[int] = (0,)) -> Result:
         full = self.argv(argv)
@@ -48,7 +60,7 @@ class Runner:
         log.info("  exit %d in %.3fs", proc.returncode, time.monotonic() - start)
         for line in proc.stderr.splitlines():
             log.info("  stderr: %s", line)
-        if proc.returncode not in accept:
+        if proc.returncode not in accept or (self.use_sudo and proc.returncode == REFUSED):
             raise CommandFailed(full, proc.returncode, proc.stderr)
         return proc
 
@@ -72,7 +84,7 @@ class ScriptedRunner(Runner):
         self.answer = answer or (lambda argv: None)
 
     def _spawn(self, full: list[str]) -> Result:
-        bare = full[2:] if self.use_sudo else full
+        bare = full[3:] if self.use_sudo else full
         reply: tuple | None = self.answer([os.path.basename(bare[0]), *bare[1:]])
         code, out = reply if reply is not None else (0, "")
         return Result(full, code, out, "" if code == 0 else "scripted failure")

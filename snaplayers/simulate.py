@@ -227,6 +227,18 @@ class SimulatedSystem(Host):
                                 "source": src})
         return (0, "")
 
+    def _cmd_mkdir(self, args):
+        if posixpath.dirname(args[-1]) not in self.dirs or args[-1] in self.dirs:
+            return (1, "")
+        self.dirs.add(args[-1])
+        return (0, "")
+
+    def _cmd_rmdir(self, args):
+        if args[-1] not in self.dirs or self.listdir(args[-1]):
+            return (1, "")
+        self.dirs.discard(args[-1])
+        return (0, "")
+
     def _cmd_umount(self, args):
         before = len(self.mount_rows)
         self.mount_rows = [m for m in self.mount_rows if m["mountpoint"] != args[-1]]
@@ -267,13 +279,8 @@ class SimulatedSystem(Host):
     def listdir(self, path):
         return [d for d in self.dirs if posixpath.dirname(d) == path]
 
-    def mkdir(self, path):
-        if posixpath.dirname(path) not in self.dirs or path in self.dirs:
-            raise OSError(f"cannot mkdir {path}")
-        self.dirs.add(path)
-
-    def rmdir(self, path):
-        self.dirs.discard(path)
+    def unsafe_dir(self, path):
+        return None if path in self.dirs else f"{path}: No such file or directory"
 
     def mounts(self):
         return list(self.mount_rows)

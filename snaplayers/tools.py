@@ -30,6 +30,9 @@ TOOLS: dict[str, tuple] = {
     "mount": ("/usr/bin/mount", "mount"),
     "umount": ("/usr/bin/umount", "mount"),
     "rm": ("/usr/bin/rm", "coreutils"),
+    "mkdir": ("/usr/bin/mkdir", "coreutils"),
+    "rmdir": ("/usr/bin/rmdir", "coreutils"),
+    "visudo": ("/usr/sbin/visudo", "sudo"),
     "sudo": ("/usr/bin/sudo", "sudo"),
 }
 

@@ -11,6 +11,7 @@ import os
 import time
 
 from ..errors import LayerError
+from ..helper import unescape, unsafe_dir
 from ..props import Settings
 from ..record import Record
 from ..run import Runner
@@ -42,11 +43,8 @@ class Host:
     def listdir(self, path: str) -> list[str]:
         return os.listdir(path)
 
-    def mkdir(self, path: str) -> None:
-        os.mkdir(path, 0o755)
-
-    def rmdir(self, path: str) -> None:
-        os.rmdir(path)
+    def unsafe_dir(self, path: str) -> str | None:
+        return unsafe_dir(path)
 
     def mounts(self) -> list[dict[str, str]]:
         """/proc/self/mountinfo as dicts: majmin, mountpoint, options, fstype, source."""
@@ -54,7 +52,7 @@ class Host:
         for line in self.read("/proc/self/mountinfo").splitlines():
             left, _, right = line.partition(" - ")
             f, r = left.split(), right.split()
-            rows.append({"majmin": f[2], "mountpoint": _unescape(f[4]), "options": f[5],
+            rows.append({"majmin": f[2], "mountpoint": unescape(f[4]), "options": f[5],
                          "fstype": r[0] if r else "", "source": r[1] if len(r) > 1 else ""})
         return rows
 
@@ -94,10 +92,6 @@ class Host:
         return True
 
 
-def _unescape(field: str) -> str:
-    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-
-
 class Context(Record):
     runner: Runner
     host: Host
@@ -109,10 +103,17 @@ class Context(Record):
         return allocation_lock(self.settings.state_dir)
 
 
+PREFIX = "snaplayers"        # every kernel object a stack makes is named with it
+
+
 class Layer:
     kind = ""
     tools: tuple[str, ...] = ()
+    # argv templates the helper admits: a tool, then one pattern per argument, matched whole;
+    # {NAME}s are the common names (privilege.COMMON) and those the layers declare in `names`
     privileged: tuple[tuple[str, ...], ...] = ()
+    names: dict[str, str] = {}      # the format of every name this layer makes
+    offers = ""                     # the devices it offers to the layer above, as a pattern
 
     def __init__(self, ctx: Context, rec: dict, parent: "Layer" | None = None):
         self.ctx = ctx

@@ -8,13 +8,17 @@ is never run on this mapping.
 
 from __future__ import annotations
 
-from . import Layer
+from . import PREFIX, Layer
 from .part import depth
 
 
 class LuksOpen(Layer):
     kind = "luks"
     tools = ("cryptsetup", "dmsetup")
+    names = {"CRYPTNAME": PREFIX + "-{ID}-[0-9]{1,2}c", "CRYPTDEV": "/dev/mapper/{CRYPTNAME}",
+             # no '/' and never hidden: a key file directly in key-dir, read by root only
+             "KEYFILE": r"{KEYDIR}/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\.key"}
+    offers = "{CRYPTDEV}"
     privileged = (
         ("cryptsetup", "isLuks", "{DEV}"),
         ("cryptsetup", "open", "--type", "luks", "--key-file", "{KEYFILE}", "{DEV}", "{CRYPTNAME}"),
@@ -25,7 +29,7 @@ class LuksOpen(Layer):
 
     @classmethod
     def plan(cls, ctx, token, parent, spec):
-        mapping = f"snaplayers-{ctx.dle_id}-{depth(parent)}c"
+        mapping = f"{PREFIX}-{ctx.dle_id}-{depth(parent)}c"
         return cls(ctx, {"kind": cls.kind, "token": token.token(), "state": "planned",
                          "key_file": f"{ctx.settings.key_dir}/{token.key}.key",
                          "parent": parent.device, "mapping": mapping,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ..errors import SnapshotInvalid
 from ..device import dm_name
 from . import Layer, parse_nameprefixes
@@ -15,12 +17,16 @@ _NOT_AN_ORIGIN = set("sStdepIilv")
 class LvSnapshot(Layer):
     kind = "lvm"
     tools = ("lvs", "lvcreate", "lvremove")
-    # argv templates (ERE with {PLACEHOLDERS}) the sudoers file allows; tests hold them to plans
+    names = {"SNAPSHOT": "{NAME}{SUFFIX}", "SNAPDEV": "/dev/mapper/{DMNAME}-{DMNAME}{SUFFIX}"}
+    offers = "{SNAPDEV}"
     privileged = (
-        ("lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o", FIELDS, "{VG}/{LV}"),
-        ("lvcreate", "--snapshot", "--name", "{LV}{SUFFIX}",
-         "(--size {SIZE}|--extents {EXTENTS}|--setactivationskip n)", "{VG}/{LV}"),
-        ("lvremove", "--yes", "{VG}/{LV}{SUFFIX}"),
+        ("lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o", re.escape(FIELDS),
+         "{NAME}/{NAME}"),
+        ("lvcreate", "--snapshot", "--name", "{SNAPSHOT}", "--size", "{SIZE}", "{NAME}/{NAME}"),
+        ("lvcreate", "--snapshot", "--name", "{SNAPSHOT}", "--extents", "{EXTENTS}", "{NAME}/{NAME}"),
+        ("lvcreate", "--snapshot", "--name", "{SNAPSHOT}", "--setactivationskip", "n",
+         "{NAME}/{NAME}"),
+        ("lvremove", "--yes", "{NAME}/{SNAPSHOT}"),
     )
 
     @classmethod

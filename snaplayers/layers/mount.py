@@ -4,32 +4,44 @@ The guest's filesystem was live in another kernel, so the snapshot holds it as a
 loss: a dirty journal. Mounting `ro` lets the kernel replay that journal into the writable
 snapshot (never the origin); `noload`/`norecovery` would show a state that never existed on
 disk, or lose files, so they are an explicit opt-in (property recovery NO).
+
+What a guest's filesystem holds is the guest owner's: setuid binaries and device nodes there
+must mean nothing on the storage host, so every mount is nosuid,nodev,noexec. btrfs is not
+offered: a multi-device btrfs is assembled by fsid from whatever devices the host sees, which
+can pull in an origin LV, and its log replay would then write there.
 """
 
 from __future__ import annotations
 
+import re
+
 from ..errors import MountVanished
 from . import Layer, parse_export
 
+HOSTILE = "nosuid,nodev,noexec"     # the guest's content is data, never programs or devices
 # fstype -> (options with journal replay, options without)
 OPTIONS = {
-    "ext2": ("ro", "ro"),
-    "ext3": ("ro", "ro,noload"),
-    "ext4": ("ro", "ro,noload"),
+    "ext2": (f"ro,{HOSTILE}", f"ro,{HOSTILE}"),
+    "ext3": (f"ro,{HOSTILE}", f"ro,{HOSTILE},noload"),
+    "ext4": (f"ro,{HOSTILE}", f"ro,{HOSTILE},noload"),
     # nouuid: the origin's filesystem may be mounted in this same kernel with the same UUID
-    "xfs": ("ro,nouuid", "ro,nouuid,norecovery"),
-    "btrfs": ("ro", "ro,rescue=nologreplay"),
+    "xfs": (f"ro,{HOSTILE},nouuid", f"ro,{HOSTILE},nouuid,norecovery"),
 }
 
 
 class ReadOnlyMount(Layer):
     kind = "mount"
-    tools = ("blkid", "mount", "umount")
+    tools = ("blkid", "mount", "umount", "mkdir", "rmdir")
+    # the encoded directory always starts with the source token, so never '.' or '..'; the
+    # helper also checks on disk that it is a plain directory of root's in a root-owned base
+    names = {"MOUNTPOINT": "{MOUNTBASE}/lvm=[A-Za-z0-9_.+=,-]+"}
     privileged = (
         ("blkid", "--probe", "--output", "export", "{DEV}"),
-        ("mount", "-t", "{FSTYPE}", "-o", "{MOUNTOPTS}", "({MEMBER}|{MD})",
-         "{MOUNTPOINT}"),
+        *(("mount", "-t", fstype, "-o", re.escape(options), "{DEV}", "{MOUNTPOINT}")
+          for fstype, pair in sorted(OPTIONS.items()) for options in sorted(set(pair))),
         ("umount", "{MOUNTPOINT}"),
+        ("mkdir", "{MOUNTPOINT}"),
+        ("rmdir", "{MOUNTPOINT}"),
     )
 
     @classmethod
@@ -49,9 +61,12 @@ class ReadOnlyMount(Layer):
         host, base, mp = self.ctx.host, self.rec["mount_base"], self.rec["mountpoint"]
         if self.rec["source"] is None and self.parent is not None:
             self.rec["source"] = self.parent.device
-        if not host.isdir(base) or host.realpath(base) != base:
-            raise self.fail(f"mount base {base} is not a directory (or is reached through a "
-                            "symlink); create it: install -d -o <amanda user> -m 0750 " + base)
+        problem = host.unsafe_dir(base)
+        if problem:
+            # whoever can write there can plant a symlink that mount and umount follow
+            raise self.fail(f"mount base {base} is not root's alone ({problem}): run `snaplayers "
+                            f"install --user <amanda user> --mount-base {base}` as root, or: "
+                            f"install -d -o root -g <amanda group> -m 0750 {base}")
         if self.mounted():
             raise self.fail(f"{mp} is already a mount point")
         if host.exists(mp) and (not host.isdir(mp) or host.realpath(mp) != mp or host.listdir(mp)):
@@ -67,7 +82,7 @@ class ReadOnlyMount(Layer):
 
     def _setup(self):
         if not self.ctx.host.exists(self.rec["mountpoint"]):
-            self.ctx.host.mkdir(self.rec["mountpoint"])
+            self.run("mkdir", self.rec["mountpoint"])
         self.run("mount", "-t", self.rec["fstype"], "-o", self.rec["options"], self.rec["source"],
                  self.rec["mountpoint"])
 
@@ -75,8 +90,9 @@ class ReadOnlyMount(Layer):
         rows = self.mounted()
         if not rows or rows[-1]["majmin"] != self.rec["source_rdev"]:
             raise self.fail(f"{self.rec['mountpoint']} is not mounted from {self.rec['source']}")
-        if "ro" not in rows[-1]["options"].split(","):
-            raise self.fail(f"{self.rec['mountpoint']} is mounted read-write")
+        missing = {"ro", *HOSTILE.split(",")} - set(rows[-1]["options"].split(","))
+        if missing:
+            raise self.fail(f"{self.rec['mountpoint']} is mounted without {','.join(sorted(missing))}")
 
     def _live(self):
         rows, mp = self.mounted(), self.rec["mountpoint"]
@@ -91,7 +107,7 @@ class ReadOnlyMount(Layer):
             self.run("umount", mp)
         # the directory is named by this stack under mount_base: ours to remove once empty
         if self.ctx.host.exists(mp) and not self.ctx.host.listdir(mp):
-            self.ctx.host.rmdir(mp)
+            self.run("rmdir", mp)
         if not rows and self.rec.get("state") == "up":
             # set up and then gone before the POST call: whatever was read there was the bare
             # directory (dmeventd unmounts a monitored snapshot that overflows: seen on trixie)

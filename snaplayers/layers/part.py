@@ -8,7 +8,7 @@ like the snapshot under it, so the mount layer can replay the journal into it.
 
 from __future__ import annotations
 
-from . import Layer
+from . import PREFIX, Layer
 
 
 def depth(layer) -> int:
@@ -21,11 +21,13 @@ def depth(layer) -> int:
 class Partition(Layer):
     kind = "part"
     tools = ("partx", "blockdev", "dmsetup")
+    names = {"MAPNAME": PREFIX + "-{ID}-[0-9]{1,2}p[0-9]{1,3}", "MAPDEV": "/dev/mapper/{MAPNAME}"}
+    offers = "{MAPDEV}"
     privileged = (
         ("partx", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr",
          "[0-9]{1,3}", "{DEV}"),
         ("blockdev", "--getsz", "{DEV}"),
-        ("dmsetup", "create", "{MAPNAME}", "--table", "0 [0-9]+ linear {PARTOF} [0-9]+"),
+        ("dmsetup", "create", "{MAPNAME}", "--table", "0 [0-9]+ linear {DEV} [0-9]+"),
         ("dmsetup", "mknodes", "{MAPNAME}"),
         ("dmsetup", "table", "{MAPNAME}"),
         ("dmsetup", "remove", "--retry", "{MAPNAME}"),
@@ -34,7 +36,7 @@ class Partition(Layer):
     @classmethod
     def plan(cls, ctx, token, parent, spec):
         # the layer's position keeps `part=1,raid1,part=1` from naming two mappings alike
-        mapping = f"snaplayers-{ctx.dle_id}-{depth(parent)}p{token.number}"
+        mapping = f"{PREFIX}-{ctx.dle_id}-{depth(parent)}p{token.number}"
         return cls(ctx, {"kind": cls.kind, "token": token.token(), "state": "planned",
                          "number": token.number, "parent": parent.device, "mapping": mapping,
                          "device": f"/dev/mapper/{mapping}"}, parent)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 
-from . import Layer, parse_export
+from . import PREFIX, Layer, parse_export
 
-MD_PREFIX = "snaplayers-"
+MD_PREFIX = PREFIX + "-"
 
 
 def fresh_uuid() -> str:
@@ -17,9 +18,11 @@ def fresh_uuid() -> str:
 class DegradedRaid1(Layer):
     kind = "raid1"
     tools = ("mdadm", "rm")
+    names = {"MD": "/dev/md/" + re.escape(MD_PREFIX) + "{ID}"}
+    offers = "{MD}"
     privileged = (
         ("mdadm", "--examine", "--export", "{DEV}"),
-        ("mdadm", "--assemble", "{MD}", "--run", "--update=uuid", "--uuid={UUID}", "{MEMBER}"),
+        ("mdadm", "--assemble", "{MD}", "--run", "--update=uuid", "--uuid={UUID}", "{DEV}"),
         ("mdadm", "--detail", "--export", "{MD}"),
         ("mdadm", "--stop", "{MD}"),
         ("rm", "-f", "--", "{MD}"),

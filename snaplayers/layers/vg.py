@@ -12,31 +12,27 @@ file is written on the host.
 from __future__ import annotations
 
 from ..device import dm_name
-from . import Layer, parse_nameprefixes
+from ..helper import lvm_config
+from . import PREFIX, Layer, parse_nameprefixes
 
-CLONE_PREFIX = "snaplayers_"
+CLONE_PREFIX = PREFIX + "_"
 FIELDS = "lv_name,lv_attr,vg_uuid"
-
-
-def lvm_config(device: str) -> str:
-    """LVM settings for one device: '.' and '+' in its path are classes in LVM's regex."""
-    exact = "".join(f"[{c}]" if c in ".+" else c for c in device)
-    # global_filter admits the one device; filter (which lvm.conf may narrow) admits it too
-    return (f'devices/global_filter=["a|^{exact}$|","r|.*|"] devices/filter=["a|.*|"] '
-            'devices/scan_lvs=1 devices/use_devicesfile=0 devices/hints="none" '
-            "backup/backup=0 backup/archive=0")
 
 
 class GuestVg(Layer):
     kind = "vg"
     tools = ("pvs", "vgimportclone", "lvs", "lvchange", "vgchange")
+    names = {"CLONEVG": CLONE_PREFIX + "{ID}", "CLONEDEV": "/dev/mapper/{CLONEVG}-{DMNAME}",
+             # lvm_config() of one of snaplayers' devices, exactly (the helper checks it)
+             "LVMCONF": "=lvmconf:{DEV}"}
+    offers = "{CLONEDEV}"
     privileged = (
         ("pvs", "--config", "{LVMCONF}", "--noheadings", "--nameprefixes", "-o",
          "pv_name,vg_name,vg_uuid,pv_count", "{DEV}"),
         ("vgimportclone", "--config", "{LVMCONF}", "--basevgname", "{CLONEVG}", "{DEV}"),
         ("lvs", "--config", "{LVMCONF}", "--noheadings", "--nameprefixes", "-o", FIELDS,
          "{CLONEVG}"),
-        ("lvchange", "--config", "{LVMCONF}", "--activate", "y", "{CLONEVG}/{LV}"),
+        ("lvchange", "--config", "{LVMCONF}", "--activate", "y", "{CLONEVG}/{NAME}"),
         ("vgchange", "--config", "{LVMCONF}", "--activate", "n", "{CLONEVG}"),
     )
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 
 import snaplayers
-from snaplayers import sudoers, tools
+from snaplayers import privilege
 from snaplayers.device import parse
 from snaplayers.props import PROPERTIES, settings_from
 
@@ -49,7 +49,6 @@ def test_disklist_devices_parse_and_use_defined_dumptypes():
         assert f"dumptype {dumptype}" in conf
 
 
-def test_sudoers_example_is_what_the_generator_prints(monkeypatch):
-    monkeypatch.setattr(tools, "path", lambda tool: tools.TOOLS[tool][0])
-    expected = sudoers.generate("backup", "/v/amsnap", ".amsnap", "regex")
+def test_sudoers_example_is_what_install_writes():
+    expected = privilege.sudoers("backup", "/usr/local/libexec/snaplayers/helper")
     assert (EXAMPLES / "sudoers").read_text() == expected

@@ -20,11 +20,25 @@ CANDIDATES = [shutil.which("python3.9"), "/usr/bin/python3",
 PYTHONS = sorted({p for p in CANDIDATES if _runs(p)})
 
 
-def test_install_puts_an_executable_zipapp_into_the_application_dir(tmp_path, capsys):
-    assert cli.main(["install", "--application-dir", str(tmp_path)]) == 0
-    target = tmp_path / "script-snaplayers"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o755
-    assert "installed" in capsys.readouterr().out
+def test_install_writes_the_plugin_the_helper_the_mount_base_and_sudoers(tmp_path, capsys):
+    os.chmod(tmp_path, 0o755)       # the helper refuses a base under a directory others write
+    base, helper, sudoers = tmp_path / "amsnap", tmp_path / "libexec" / "helper", tmp_path / "sudoers"
+    base.mkdir()
+    os.chown(base, 34, 34)          # as the README used to say: the Amanda user's
+    assert cli.main(["install", "--user", "backup", "--mount-base", str(base), "--application-dir",
+                     str(tmp_path), "--helper", str(helper), "--sudoers", str(sudoers)]) == 0
+    out = capsys.readouterr().out
+    assert stat.S_IMODE((tmp_path / "script-snaplayers").stat().st_mode) == 0o755
+    st = helper.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o755)
+    assert f"'mount_base': {str(base)!r}" in helper.read_text()
+    st = base.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 34, 0o750)
+    assert sudoers.read_text().splitlines()[-1] == f"backup ALL=(root) NOPASSWD: {helper}"
+    assert stat.S_IMODE(sudoers.stat().st_mode) == 0o440
+    assert "installed" in out and "visudo" in out
+    proc = subprocess.run([str(helper), "--check", "rmdir", f"{base}/lvm=a+b"], capture_output=True, text=True)
+    assert proc.returncode == 126 and "not a directory of root's" in proc.stderr
 
 
 @pytest.mark.parametrize("python", PYTHONS)
@@ -41,7 +55,7 @@ def test_the_zipapp_runs_on_the_hosts_python(tmp_path, python):
 
 def test_install_without_an_application_dir_says_where_it_looked(monkeypatch, capsys):
     monkeypatch.setattr(cli, "APPLICATION_DIRS", ("/nonexistent/a", "/nonexistent/b"))
-    assert cli.main(["install"]) == 1
+    assert cli.main(["install", "--user", "backup", "--mount-base", "/v/amsnap"]) == 1
     assert "/nonexistent/a" in capsys.readouterr().err
 
 

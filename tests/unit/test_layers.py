@@ -37,10 +37,12 @@ def test_raid1_partition_argv(world, spec):
         ["dmsetup", "create", mapping, "--table", f"0 524288 linear {md} 2048"],
         ["dmsetup", "mknodes", mapping],
         ["blkid", "--probe", "--output", "export", f"/dev/mapper/{mapping}"],
-        ["mount", "-t", "ext4", "-o", "ro", f"/dev/mapper/{mapping}", mp],
+        ["mkdir", mp],
+        ["mount", "-t", "ext4", "-o", "ro,nosuid,nodev,noexec", f"/dev/mapper/{mapping}", mp],
     ]
     assert cmds[n:] == [
         ["umount", mp],
+        ["rmdir", mp],
         ["dmsetup", "table", mapping],
         ["dmsetup", "remove", "--retry", mapping],
         ["dmsetup", "mknodes", mapping],
@@ -74,7 +76,7 @@ def test_plain_lv_argv_and_size_property(tmp_path, spec):
     world.stack("vol02").setup(spec("lvm=data0+vol02"))
     assert world.commands()[2] == ["lvcreate", "--snapshot", "--name", "vol02.amsnap", "--size",
                                    "64M", "data0/vol02"]
-    assert world.commands()[-1] == ["mount", "-t", "ext4", "-o", "ro",
+    assert world.commands()[-1] == ["mount", "-t", "ext4", "-o", "ro,nosuid,nodev,noexec",
                                     "/dev/mapper/data0-vol02.amsnap", "/v/amsnap/lvm=data0+vol02"]
 
 
@@ -86,8 +88,10 @@ def test_thin_origin_needs_no_size(world, spec):
 
 
 @pytest.mark.parametrize("fstype,replay,no_replay", [
-    ("ext4", "ro", "ro,noload"), ("ext3", "ro", "ro,noload"), ("ext2", "ro", "ro"),
-    ("xfs", "ro,nouuid", "ro,nouuid,norecovery"), ("btrfs", "ro", "ro,rescue=nologreplay")])
+    ("ext4", "ro,nosuid,nodev,noexec", "ro,nosuid,nodev,noexec,noload"),
+    ("ext3", "ro,nosuid,nodev,noexec", "ro,nosuid,nodev,noexec,noload"),
+    ("ext2", "ro,nosuid,nodev,noexec", "ro,nosuid,nodev,noexec"),
+    ("xfs", "ro,nosuid,nodev,noexec,nouuid", "ro,nosuid,nodev,noexec,nouuid,norecovery")])
 def test_mount_options_replay_the_journal_unless_opted_out(tmp_path, spec, fstype, replay, no_replay):
     from conftest import World
     for recovery, expected in ((True, replay), (False, no_replay)):
@@ -177,7 +181,7 @@ def test_guest_vg_is_renamed_in_the_snapshot_before_anything_is_activated(world,
         ["lvchange", "--activate", "y", f"{clone}/root"],
         ["lvs", *fields, "lv_name,lv_attr,vg_uuid", clone],
     ]
-    assert cmds[n - 1] == ["mount", "-t", "ext4", "-o", "ro", f"/dev/mapper/{clone}-root", mp]
+    assert cmds[n - 1] == ["mount", "-t", "ext4", "-o", "ro,nosuid,nodev,noexec", f"/dev/mapper/{clone}-root", mp]
     assert [_guest_lvm(c) for c in cmds[n:] if c in guest] == [
         ["lvs", *fields, "lv_name,lv_attr,vg_uuid", clone],
         ["vgchange", "--activate", "n", clone],
@@ -236,8 +240,8 @@ def test_luks_argv_key_file_from_the_key_dir(tmp_path, spec):
         ["dmsetup", "mknodes", crypt],
         ["cryptsetup", "status", crypt],
     ]
-    assert cmds[n - 1] == ["mount", "-t", "ext4", "-o", "ro", f"/dev/mapper/{crypt}", mp]
-    assert cmds[n:n + 4] == [["umount", mp], ["cryptsetup", "status", crypt],
+    assert cmds[n - 1] == ["mount", "-t", "ext4", "-o", "ro,nosuid,nodev,noexec", f"/dev/mapper/{crypt}", mp]
+    assert cmds[n:n + 5] == [["umount", mp], ["rmdir", mp], ["cryptsetup", "status", crypt],
                              ["cryptsetup", "close", crypt], ["dmsetup", "mknodes", crypt]]
     # dmsetup table prints a LUKS1 key: never run on the crypt mapping
     assert ["dmsetup", "table", crypt] not in cmds

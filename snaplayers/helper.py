@@ -1,0 +1,162 @@
+#!/usr/bin/python3 -IS
+"""The one privileged path: sudo runs this helper as root for the Amanda user, and it runs a
+command only if the argv matches, argument by argument, a template the layers declare.
+
+Standard library only and nothing of snaplayers: `snaplayers install` writes this file, root's,
+with the policy compiled from the layers in place of `POLICY = {}` below, and one sudoers line
+names it. Matching is Python's `re` on each argument whole, the same under every sudo: no
+wildcard can span two arguments, no argument can be added. Paths are checked by what is on disk
+(a mount point must be a plain directory in a root-owned mount base), not by their text.
+"""
+
+import os
+import re
+import stat
+import sys
+
+NAME = "snaplayers-helper"
+REFUSED = 126           # no layer accepts this exit status: a refusal never reads as "not found"
+SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+GUARDED_MOUNTS = ("mount", "umount", "mkdir", "rmdir")    # tools whose last argument is a mount point
+
+
+class Refused(Exception):
+    pass
+
+
+def lvm_config(device):
+    """LVM settings that let one command see one device: '.' and '+' in its path are classes in
+    LVM's regex. The vg layer passes this; the helper admits `--config` only in this form."""
+    exact = "".join(f"[{c}]" if c in ".+" else c for c in device)
+    # global_filter admits the one device; filter (which lvm.conf may narrow) admits it too
+    return (f'devices/global_filter=["a|^{exact}$|","r|.*|"] devices/filter=["a|.*|"] '
+            'devices/scan_lvs=1 devices/use_devicesfile=0 devices/hints="none" '
+            "backup/backup=0 backup/archive=0")
+
+
+_LVM_DEVICE = re.compile(r'devices/global_filter=\["a\|\^([^$|"]*)\$\|')
+
+
+def unsafe_dir(path):
+    """Why `path` is no safe place for mounts, or None: it and every directory above it must be
+    a real directory of root's that nobody else can write (else a symlink can be planted)."""
+    p = path
+    while True:
+        try:
+            st = os.lstat(p)
+        except OSError as err:
+            return f"{p}: {err.strerror}"
+        if stat.S_ISLNK(st.st_mode):
+            return f"{p} is a symlink"
+        if not stat.S_ISDIR(st.st_mode):
+            return f"{p} is not a directory"
+        if st.st_uid != 0:
+            return f"{p} is owned by uid {st.st_uid}, not root"
+        # an ancestor may be sticky like /tmp: others can add entries there but not replace ours
+        if st.st_mode & 0o022 and not (p != path and st.st_mode & stat.S_ISVTX):
+            return f"{p} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o})"
+        if p == "/":
+            return None
+        p = os.path.dirname(p)
+
+
+def unescape(field):
+    """A path field of /proc/self/mountinfo ('\\040' is a space)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mountpoints():
+    with open("/proc/self/mountinfo") as f:
+        return {unescape(line.split()[4]) for line in f if line.strip()}
+
+
+def _element_matches(pattern, arg):
+    if pattern.startswith("=lvmconf:"):     # LVM settings for exactly one device of ours
+        found = _LVM_DEVICE.match(arg)
+        device = found.group(1).replace("[.]", ".").replace("[+]", "+") if found else ""
+        return bool(re.fullmatch(pattern[9:], device)) and arg == lvm_config(device)
+    return re.fullmatch(pattern, arg) is not None
+
+
+def _guard_mountpoint(policy, tool, args):
+    """A mount point is a plain directory directly in the root-owned mount base, looked at on
+    disk: mount and umount follow a symlink there, sudo and regexes only see text."""
+    base, target = policy["mount_base"], args[-1]
+    problem = unsafe_dir(base)
+    if problem:
+        raise Refused(f"mount base {base} is not safe: {problem}")
+    if os.path.dirname(target) != base:
+        raise Refused(f"{target!r} is not directly in the mount base {base}")
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        st = None
+    if tool == "mkdir":
+        if st is not None:
+            raise Refused(f"{target!r} exists already")
+        return
+    if st is None or stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode) or st.st_uid != 0:
+        raise Refused(f"{target!r} is not a directory of root's (a symlink, or missing)")
+    mounted = target in mountpoints()
+    if tool == "umount" and not mounted:
+        raise Refused(f"{target!r} is not a mount point")
+    if tool in ("mount", "rmdir") and mounted:
+        raise Refused(f"{target!r} is a mount point already")
+    if tool == "mount":
+        source = args[-2]
+        try:
+            if not stat.S_ISBLK(os.stat(source).st_mode):
+                raise Refused(f"{source!r} is not a block device")
+        except OSError as err:
+            raise Refused(f"{source!r}: {err.strerror}") from None
+
+
+def admit(policy, argv, guard=True):
+    """The absolute path to run argv[0] with, if the argv is one the policy admits; else Refused
+    naming the first argument that does not fit. guard=False: the patterns alone (tests)."""
+    if not policy.get("rules"):
+        raise Refused(f"no policy compiled into {NAME}: run `snaplayers install`")
+    if not argv:
+        raise Refused("no command given")
+    tool, args = argv[0], list(argv[1:])
+    forms = [rule[1:] for rule in policy["rules"] if rule[0] == tool]
+    if not forms:
+        raise Refused(f"command {tool!r} is not one snaplayers runs")
+    best = (-1, f"{tool} never takes {len(args)} arguments")
+    for form in forms:
+        if len(form) != len(args):
+            continue
+        for i, (pattern, arg) in enumerate(zip(form, args)):
+            if not _element_matches(pattern, arg):
+                best = max(best, (i, f"{tool}: argument {i + 1} {arg!r} is not admitted"))
+                break
+        else:
+            if guard and tool in GUARDED_MOUNTS:
+                _guard_mountpoint(policy, tool, args)
+            return policy["tools"][tool]
+    raise Refused(best[1])
+
+
+def main(argv=None, policy=None):
+    argv = sys.argv[1:] if argv is None else argv
+    policy = POLICY if policy is None else policy
+    check = argv[:1] == ["--check"]         # say whether an argv is admitted; run nothing
+    if check:
+        argv = argv[1:]
+    try:
+        path = admit(policy, argv)
+    except Refused as err:
+        sys.stderr.write(f"{NAME}: refused: {err}\n")
+        return REFUSED
+    if check:
+        sys.stdout.write("admitted\n")
+        return 0
+    os.umask(0o022)
+    os.execve(path, [path, *argv[1:]], {"PATH": SAFE_PATH, "LC_ALL": "C", "LANG": "C"})
+    return REFUSED      # not reached: execve replaces this process or raises
+
+
+POLICY = {}
+
+if __name__ == "__main__":
+    sys.exit(main())
