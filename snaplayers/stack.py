@@ -38,13 +38,14 @@ class Stack:
     # -- set-up ----------------------------------------------------------------------------
     def setup(self, spec: DeviceSpec) -> str:
         """Returns the mount point. On failure, whatever was built is torn down again."""
+        kinds = registry()
+        kinds["mount"].check_base(self.ctx.host, self.ctx.settings.mount_base)
         self.recover()
         data = {"version": VERSION, **self.ident, "device": spec.format(),
                 "dle_id": self.ctx.dle_id, "pid": os.getpid(), "owner": self.ctx.host.caller(),
                 "started": time.time(),
                 "state": "setting-up", "settings": self.ctx.settings.as_dict(), "layers": []}
         built: list[Layer] = []
-        kinds = registry()
         try:
             parent: Layer | None = None
             for token in (*spec.layers, None):

@@ -49,15 +49,16 @@ def base(client, suite: str, steps: Steps) -> str:
 
 
 def _context(tmp: str) -> str:
-    """images/node plus the one-file plugin from this working tree, made by the plugin's own
-    `snaplayers install` command, as a user would make it."""
+    """images/node plus the one-file plugin from this working tree, made as `make dist` makes
+    it; the image installs it with its own `snaplayers install`, as an admin would."""
     import subprocess
     import sys
     ctx = os.path.join(tmp, "node")
     shutil.copytree(os.path.join(IMAGES, "node"), ctx)
     shutil.copy(os.path.join(IMAGES, "packages"), os.path.join(ctx, "packages"))
-    subprocess.run([sys.executable, "-m", "snaplayers", "install", "--application-dir", ctx,
-                    "--name", "snaplayers.pyz"], check=True, capture_output=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-c", "import sys; from snaplayers.cli import build_zipapp; "
+                    "build_zipapp(sys.argv[1])", os.path.join(ctx, "snaplayers.pyz")],
+                   check=True, capture_output=True, cwd=ROOT)
     return ctx
 
 

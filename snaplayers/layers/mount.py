@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import MountVanished
+from ..errors import MountVanished, SnaplayersError
 from . import Layer, parse_export
 
 HOSTILE = "nosuid,nodev,noexec"     # the guest's content is data, never programs or devices
@@ -54,19 +54,23 @@ class ReadOnlyMount(Layer):
     def device(self):
         return self.rec["mountpoint"]
 
+    @staticmethod
+    def check_base(host, base: str) -> None:
+        """Before anything is made: whoever can write the mount base (or a directory above it)
+        can plant a symlink there that mount and umount follow."""
+        problem = host.unsafe_dir(base)
+        if problem:
+            raise SnaplayersError(f"mount base {base} is not root's alone ({problem}): run `snaplayers "
+                       f"install --user <amanda user> --mount-base {base}` as root, or: "
+                       f"install -d -o root -g <amanda group> -m 0750 {base}")
+
     def mounted(self):
         return [m for m in self.ctx.host.mounts() if m["mountpoint"] == self.rec["mountpoint"]]
 
     def _pre_setup(self):
-        host, base, mp = self.ctx.host, self.rec["mount_base"], self.rec["mountpoint"]
+        host, mp = self.ctx.host, self.rec["mountpoint"]
         if self.rec["source"] is None and self.parent is not None:
             self.rec["source"] = self.parent.device
-        problem = host.unsafe_dir(base)
-        if problem:
-            # whoever can write there can plant a symlink that mount and umount follow
-            raise self.fail(f"mount base {base} is not root's alone ({problem}): run `snaplayers "
-                            f"install --user <amanda user> --mount-base {base}` as root, or: "
-                            f"install -d -o root -g <amanda group> -m 0750 {base}")
         if self.mounted():
             raise self.fail(f"{mp} is already a mount point")
         if host.exists(mp) and (not host.isdir(mp) or host.realpath(mp) != mp or host.listdir(mp)):

@@ -1,5 +1,5 @@
-"""Faults and least privilege on the real fixture: the plugin runs as the Amanda user with only
-the generated sudoers, is killed half-way, overflows its snapshot, meets a busy mount point and
+"""Faults on the real fixture: the plugin runs as the Amanda user through its installed sudoers
+line and helper, is killed half-way, overflows its snapshot, meets a busy mount point and
 runs four DLEs at once, and must lose nothing, fake nothing and leave nothing behind."""
 
 import shlex
@@ -136,48 +136,6 @@ def test_every_dle_at_once_does_not_clash(testbed):
     assert [code for code, _, _ in posts] == [0] * len(variants), posts
     nothing_left(testbed)
     record("scenarios survived")
-
-
-# Commands the Amanda user must not get through sudo: real `sudo -l` on the real fixture.
-DENIED = [
-    "/usr/sbin/lvremove --yes {vg}/vol00",
-    "/usr/sbin/lvremove --yes {vg}/vol00 {vg}/vol00.amsnap",
-    "/usr/sbin/lvremove -f {vg}/vol00.amsnap",
-    "/usr/sbin/lvcreate --snapshot --name vol00 --size 1G {vg}/vol00",
-    "/usr/sbin/mdadm --stop /dev/md127",
-    "/usr/sbin/mdadm --stop /dev/md/{prefix}-md-xfs",
-    "/usr/sbin/mdadm --assemble /dev/md/snaplayers-0123456789ab --run --update=uuid "
-    "--uuid=01234567:89abcdef:01234567:89abcdef /dev/sda",
-    "/usr/sbin/mdadm --zero-superblock /dev/mapper/{dmvg}-vol00",
-    "/usr/sbin/dmsetup remove {dmvg}-vol00",
-    "/usr/sbin/dmsetup remove_all",
-    "/usr/bin/mount -t ext4 -o ro /dev/mapper/{dmvg}-vol02 /v/amsnap/lvm=x+y",
-    "/usr/bin/mount -t ext4 -o rw /dev/mapper/{dmvg}-vol02.amsnap /v/amsnap/lvm=x+y",
-    "/usr/bin/mount -t ext4 -o ro /dev/mapper/{dmvg}-vol02.amsnap /etc",
-    "/usr/bin/mount -t ext4 -o ro /dev/mapper/{dmvg}-vol02.amsnap /v/amsnap/..",
-    "/usr/bin/mount --bind / /v/amsnap/lvm=x+y",
-    "/usr/bin/umount /",
-    "/usr/bin/umount /v/amsnap/lvm=x+y /home",
-    "/usr/sbin/blkid --probe --output export /etc/shadow",
-    "/bin/sh -c id",
-]
-
-
-def test_sudo_denies_everything_outside_the_generated_rules(testbed):
-    vg = testbed.topo.vg("storage0")
-    dmvg = vg.replace("-", "--")
-    denied = 0
-    for line in DENIED:
-        argv = line.format(vg=vg, dmvg=dmvg, prefix=testbed.prefix).split()
-        code, _, _ = testbed.run("storage0", ["sudo", "-l", "-U", "backup", *argv])
-        assert code != 0, f"sudo allows the Amanda user: {line}"
-        denied += 1
-    # and the same mechanism admits what the plugin runs (sanity of the probe itself)
-    code, _, _ = testbed.run("storage0", ["sudo", "-l", "-U", "backup", "/usr/sbin/lvremove", "--yes",
-                                          f"{vg}/vol00.amsnap"])
-    assert code == 0
-    record("sudo denials expected", len(DENIED))
-    record("sudo denials observed", denied)
 
 
 def test_the_origin_array_assembled_on_the_storage_host_is_never_what_is_mounted(testbed):

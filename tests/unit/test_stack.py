@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from snaplayers.errors import Busy, CommandFailed, LayerError, MountVanished, SnapshotInvalid
+from snaplayers.errors import SnaplayersError, Busy, CommandFailed, LayerError, MountVanished, SnapshotInvalid
 from snaplayers.journal import KEYS, Journal, allocation_lock, dle_lock
 
 EMPTY = {"lvs": [], "arrays": {}, "mappings": {}, "mounts": [], "dirs": []}
@@ -208,10 +208,11 @@ def test_mount_point_already_mounted_is_refused(world, spec):
     assert world.kernel_objects()["lvs"] == []
 
 
-def test_missing_mount_base_is_refused(world, spec):
+def test_a_missing_or_unsafe_mount_base_is_refused_before_any_command(world, spec):
     world.system.dirs.discard("/v/amsnap")
-    with pytest.raises(LayerError, match="mount base"):
+    with pytest.raises(SnaplayersError, match="mount base /v/amsnap is not root's alone"):
         world.stack().setup(spec("lvm=data0+vol02"))
+    assert world.runner.executed == []
 
 
 def test_dle_lock_is_exclusive_and_released(tmp_path):
