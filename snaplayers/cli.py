@@ -94,7 +94,7 @@ def cmd_plan(args) -> int:
         stack.setup(spec)
         n_setup = len(runner.executed)
         stack.teardown()
-    print("# set-up (as root; through sudo -n for the Amanda user)")
+    print("# set-up (as root; the Amanda user's go through sudo -n and the helper)")
     for argv in runner.executed[:n_setup]:
         print(shlex.join(argv))
     print("# tear-down")

@@ -15,7 +15,7 @@ from .record import Record
 _NAME = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*\Z")
 LV_RESERVED = ("_cdata", "_cmeta", "_corig", "_mlog", "_mimage", "_pmspare", "_rimage",
                 "_rmeta", "_tdata", "_tmeta", "_vorigin", "_vdata")
-_LV_RESERVED_PREFIX = ("snapshot", "pvmove")
+LV_RESERVED_PREFIX = ("snapshot", "pvmove")
 _PATH = re.compile(r"/[A-Za-z0-9_.+/-]*\Z")
 MAX_NAME = 127          # lvm2 NAME_LEN - 1
 MAX_DM_NAME = 127       # DM_NAME_LEN - 1
@@ -122,7 +122,7 @@ def check_lvm_name(what: str, name: str, token: str) -> None:
 
 def check_lv_name(name: str, token: str) -> None:
     check_lvm_name("LV", name, token)
-    if name.startswith(_LV_RESERVED_PREFIX) or any(r in name for r in LV_RESERVED):
+    if name.startswith(LV_RESERVED_PREFIX) or any(r in name for r in LV_RESERVED):
         raise BadInput(f"token {show(token)}: LV name {show(name)} is reserved by LVM")
 
 

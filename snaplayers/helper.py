@@ -29,9 +29,10 @@ def lvm_config(device):
     LVM's regex. The vg layer passes this; the helper admits `--config` only in this form."""
     exact = "".join(f"[{c}]" if c in ".+" else c for c in device)
     # global_filter admits the one device; filter (which lvm.conf may narrow) admits it too
+    # no dmeventd monitoring either: it would run LVM commands of its own on the guest's LVs
     return (f'devices/global_filter=["a|^{exact}$|","r|.*|"] devices/filter=["a|.*|"] '
             'devices/scan_lvs=1 devices/use_devicesfile=0 devices/hints="none" '
-            "backup/backup=0 backup/archive=0")
+            "backup/backup=0 backup/archive=0 activation/monitoring=0")
 
 
 _LVM_DEVICE = re.compile(r'devices/global_filter=\["a\|\^([^$|"]*)\$\|')
@@ -68,6 +69,77 @@ def unescape(field):
 def mountpoints():
     with open("/proc/self/mountinfo") as f:
         return {unescape(line.split()[4]) for line in f if line.strip()}
+
+
+def _dm_name(majmin):
+    try:
+        with open(f"/sys/dev/block/{majmin}/dm/name") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _guard_devices(policy, tool, args):
+    """A name proves nothing by itself: without udev a stopped array's /dev/md link or a removed
+    mapping's node can linger and point at whatever takes that number next. So each device
+    named (in an argument, a dm table or an LVM filter) is checked in the kernel."""
+    if tool == "rm":        # removing a link changes no device, and a stale one must go
+        return
+    for i, arg in enumerate(args):
+        if tool == "mdadm" and args[0] == "--assemble" and i == 1:
+            continue        # the array to be made: mdadm refuses a name already in use
+        found = _LVM_DEVICE.match(arg)
+        paths = [found.group(1).replace("[.]", ".").replace("[+]", "+")] if found else arg.split()
+        for path in paths:
+            if path.startswith(("/dev/mapper/", "/dev/md")):
+                _check_device(policy, path)
+
+
+def _check_device(policy, path):
+    """A mapping must carry that very name; an array may be made of snaplayers' mappings only."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return              # nothing there to act on: the tool itself fails
+    if not stat.S_ISBLK(st.st_mode):
+        raise Refused(f"{path!r} is not a block device")
+    majmin = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    if path.startswith("/dev/mapper/"):
+        if _dm_name(majmin) != path[len("/dev/mapper/"):]:
+            raise Refused(f"{path!r} is device {majmin}, which is not that mapping")
+        return
+    try:
+        legs = os.listdir(f"/sys/dev/block/{majmin}/slaves")
+    except OSError:
+        raise Refused(f"{path!r} is device {majmin}, which is no md array") from None
+    for leg in legs:
+        with open(f"/sys/block/{leg}/dev") as f:
+            name = _dm_name(f.read().strip())
+        if name is None or not re.fullmatch(policy["devices"], f"/dev/mapper/{name}"):
+            raise Refused(f"{path!r} is an array with a leg {leg} that is not snaplayers'")
+
+
+def _guard_luks(args):
+    """cryptsetup tries a LUKS2 header's tokens (a TPM, a FIDO key, the kernel keyring) before
+    the key file: a snapshot of a host's LUKS2 volume with such a token would open without a
+    key of ours. Only headers without tokens are opened."""
+    import json
+    device = args[-2]
+    with open(device, "rb") as f:
+        head = f.read(4096)
+        if head[:6] != b"LUKS\xba\xbe" or int.from_bytes(head[6:8], "big") != 2:
+            return                      # LUKS1 has no tokens; not LUKS: cryptsetup refuses
+        size = int.from_bytes(head[8:16], "big")
+        if not 4096 < size <= 4 * 1024 * 1024:
+            raise Refused(f"{device!r}: LUKS2 header size {size} is out of range")
+        area = f.read(size - 4096).split(b"\0", 1)[0]
+    try:
+        tokens = json.loads(area).get("tokens")
+    except (ValueError, AttributeError):
+        raise Refused(f"{device!r}: its LUKS2 header is not readable") from None
+    if tokens:
+        raise Refused(f"{device!r}: its LUKS2 header has tokens ({len(tokens)}); snaplayers opens "
+                      "only with a key file")
 
 
 def _element_matches(pattern, arg):
@@ -131,8 +203,12 @@ def admit(policy, argv, guard=True):
                 best = max(best, (i, f"{tool}: argument {i + 1} {arg!r} is not admitted"))
                 break
         else:
-            if guard and tool in GUARDED_MOUNTS:
-                _guard_mountpoint(policy, tool, args)
+            if guard:
+                _guard_devices(policy, tool, args)
+                if tool in GUARDED_MOUNTS:
+                    _guard_mountpoint(policy, tool, args)
+                if tool == "cryptsetup" and args[0] == "open":
+                    _guard_luks(args)
             return policy["tools"][tool]
     raise Refused(best[1])
 
@@ -152,6 +228,9 @@ def main(argv=None, policy=None):
         sys.stdout.write("admitted\n")
         return 0
     os.umask(0o022)
+    os.chdir("/")
+    null = os.open("/dev/null", os.O_RDONLY)     # nothing of the caller's reaches the tool
+    os.dup2(null, 0)
     os.execve(path, [path, *argv[1:]], {"PATH": SAFE_PATH, "LC_ALL": "C", "LANG": "C"})
     return REFUSED      # not reached: execve replaces this process or raises
 

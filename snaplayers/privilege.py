@@ -20,17 +20,16 @@ from .run import HELPERS
 from .device import check_path
 from .errors import BadInput, SnaplayersError, show
 from .layers import registry
-from .props import DEFAULT_KEY_DIR, DEFAULT_SUFFIX, check_suffix
+from .props import DEFAULT_KEY_DIR, DEFAULT_SUFFIX, EXTENTS, SIZE, check_suffix
 
 SUDOERS = "/etc/sudoers.d/snaplayers"
 
 # Names as LVM and this plugin form them; shared by every layer's `names`.
 COMMON = {
     "ID": r"[0-9a-f]{12}",                                  # a DLE's id (stack.dle_id)
-    "NAME": r"[A-Za-z0-9_.][A-Za-z0-9_.-]*",                 # LVM's name rules, without '+'
+    "NAME": r"(?!\.\.?(?:/|$))[A-Za-z0-9_.][A-Za-z0-9_.-]*",  # LVM's name rules, without '+'
     "DMNAME": r"[A-Za-z0-9_.](?:[A-Za-z0-9_.]|--)*",        # such a name in a dm name: '-' doubled
-    "SIZE": r"[0-9]+(?:\.[0-9]+)?[bBsSkKmMgGtTpPeE]?",
-    "EXTENTS": r"[0-9]{1,3}%ORIGIN",
+    "SIZE": SIZE, "EXTENTS": EXTENTS,
     "UUID": r"[0-9a-f]{8}(?::[0-9a-f]{8}){3}",
 }
 
@@ -58,6 +57,7 @@ def values(mount_base: str, suffix: str, key_dir: str) -> dict[str, str]:
     return {k: _fill(v, out) for k, v in out.items()}
 
 
+
 def compile_policy(mount_base: str, suffix: str = DEFAULT_SUFFIX,
                    key_dir: str = DEFAULT_KEY_DIR) -> dict:
     check_path("mount-base", mount_base)
@@ -69,7 +69,8 @@ def compile_policy(mount_base: str, suffix: str = DEFAULT_SUFFIX,
         for template in cls.privileged:
             rules.append([template[0], *(_fill(part, vals) for part in template[1:])])
     return {"mount_base": mount_base, "snap_suffix": suffix, "key_dir": key_dir,
-            "tools": {rule[0]: tools.path(rule[0]) for rule in rules}, "rules": rules}
+            "devices": vals["DEV"], "tools": {rule[0]: tools.path(rule[0]) for rule in rules},
+            "rules": rules}
 
 
 def admitted(argv, policy: dict) -> bool:

@@ -15,7 +15,9 @@ DEFAULT_SIZE = "20%ORIGIN"
 DEFAULT_STALE_SECONDS = 43200   # a nightly dump of a large DLE can take hours
 DEFAULT_KEY_DIR = "/etc/snaplayers/keys"   # luks=<key> opens with <key-dir>/<key>.key, read by root
 
-_SIZE = re.compile(r"(?:[1-9][0-9]{0,15}(?:\.[0-9]{1,3})?[bBsSkKmMgGtTpPeE]?|(?:100|[1-9][0-9]?)%ORIGIN)\Z")
+SIZE = r"[1-9][0-9]{0,15}(?:\.[0-9]{1,3})?[bBsSkKmMgGtTpPeE]?"     # an LVM size: 50M, 1.5G
+EXTENTS = r"(?:100|[1-9][0-9]?)%ORIGIN"
+_SIZE = re.compile(f"(?:{SIZE}|{EXTENTS})\\Z")
 # starts with '.': LVM's own names for what it makes add '_' (_tdata, _rimage_0) or, in dm
 # names, '-' (-real, -cow, -tpool); the reserved words are refused inside it too
 _SUFFIX = re.compile(r"\.[A-Za-z0-9][A-Za-z0-9_.]{0,30}\Z")

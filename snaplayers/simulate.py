@@ -273,6 +273,9 @@ class SimulatedSystem(Host):
     def rdev(self, path):
         return f"253:{sum(path.encode()) % 200}"
 
+    def holders(self, path):
+        return [a["kernel"] for a in self.arrays.values() if a["member"] == path]
+
     def isdir(self, path):
         return path in self.dirs
 

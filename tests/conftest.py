@@ -132,7 +132,7 @@ def pytest_terminal_summary(terminalreporter):
             ("bytes lost (in differing files)", figures.get("bytes lost", 0)),
             *((key, figures.get(key, "not run")) for key in (
                 "red-team argv tried (real sudo -l, installed helper)", "red-team argv admitted",
-                "setuid, device-node and symlink cases refused")),
+                "setuid, device-node, symlink and stale-name cases refused")),
             ("kernel objects leaked", "0 (leak check passed)" if not [
                 r for r in stats.get("error", []) if "leaked" in str(r.longrepr)] else "see errors")]
     terminalreporter.write_sep("=", "snaplayers figures")

@@ -14,11 +14,7 @@ SNAP = "/dev/mapper/{dmvg}-vol00.amsnap"
 UUID = "--uuid=01234567:89abcdef:01234567:89abcdef"
 
 
-def lvmconf(dev):
-    exact = "".join(f"[{c}]" if c in ".+" else c for c in dev)
-    return (f'devices/global_filter=["a|^{exact}$|","r|.*|"] devices/filter=["a|.*|"] '
-            'devices/scan_lvs=1 devices/use_devicesfile=0 devices/hints="none" '
-            "backup/backup=0 backup/archive=0")
+from snaplayers.helper import lvm_config as lvmconf   # the form the plugin passes, exactly
 
 
 HAND = [
@@ -174,6 +170,35 @@ HAND = [
     ["mkdir", "/etc/x"], ["mkdir", "-p", "{base}/lvm=a+b"], ["mkdir", "{base}/lvm=a+b", "/etc/y"],
     ["mkdir", "{base}/../lvm=a+b"], ["mkdir", "-m", "4777", "{base}/lvm=a+b"],
     ["rmdir", "/etc"], ["rmdir", "{base}"], ["rmdir", "{base}/lvm=a+b/.."], ["rmdir", "-p", "{base}/lvm=a+b"],
+    # from a fresh-eyed review: LVM's internal LVs as origins, '.' and '..', sizes that fill a VG
+    ["lvcreate", "--snapshot", "--name", "x.amsnap", "--size", "1G", "{vg}/pool_tdata"],
+    ["lvcreate", "--snapshot", "--name", "x.amsnap", "--size", "1G", "{vg}/pool_tmeta"],
+    ["lvcreate", "--snapshot", "--name", "x.amsnap", "--size", "1G", "{vg}/r_rimage_0"],
+    ["lvcreate", "--snapshot", "--name", "x.amsnap", "--size", "1G", "{vg}/lvol0_pmspare"],
+    ["lvcreate", "--snapshot", "--name", "x.amsnap", "--size", "1G", "{vg}/snapshot0"],
+    ["lvcreate", "--snapshot", "--name", "x.amsnap", "--size", "0", "{vg}/vol00"],
+    ["lvcreate", "--snapshot", "--name", "x.amsnap", "--extents", "999%ORIGIN", "{vg}/vol00"],
+    ["lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o",
+     "lv_name,lv_attr,origin,segtype,data_percent", "../.."],
+    ["lvremove", "--yes", "../..amsnap"],
+    # whitespace, unicode and case around a name; one layer's names in another's place
+    ["lvremove", "--yes", "{vg}/vol00.amsnap\n"], ["lvremove", "--yes", "{vg}/vol00.amsnap "],
+    ["lvremove", "--yes", "{vg}/vol00.AMSNAP"], ["lvremove", "--yes", "{vg}/vol00\u2024amsnap"],
+    ["mdadm", "--assemble", MD, "--run", "--update=uuid", UUID.replace("7", "\uff17", 1), SNAP],
+    ["mdadm", "--assemble", MD, "--run", "--update=uuid", UUID + "\n", SNAP],
+    ["dmsetup", "table", "snaplayers-{id}-3c"],
+    ["dmsetup", "create", "snaplayers-{id}-3c", "--table", "0 8 linear " + SNAP + " 0"],
+    ["dmsetup", "remove", "--retry", "snaplayers-{id}-3c"], ["cryptsetup", "close", MAP[12:]],
+    ["cryptsetup", "open", "--type", "luks", "--key-file", "/etc/snaplayers/keys/k.key", MAP,
+     "snaplayers-{id}-3c", "--token-only"],
+    ["cryptsetup", "open", "--type", "luks", "--key-file", "-", MAP, "snaplayers-{id}-3c"],
+    ["blockdev", "--getsz", MD + "p1"], ["blockdev", "--getsz", "/dev/mapper/snaplayers_{id}-root-real"],
+    ["blockdev", "--getsz", MD],          # mdadm's link is for mdadm alone: layers get /dev/mdN
+    # ext4 and xfs options that name another device for the journal or log
+    ["mount", "-t", "ext4", "-o", "ro,nosuid,nodev,noexec,journal_path=/dev/sda", SNAP, "{base}/lvm=a+b"],
+    ["mount", "-t", "ext4", "-o", "ro,nosuid,nodev,noexec,journal_dev=2049", SNAP, "{base}/lvm=a+b"],
+    ["mount", "-t", "xfs", "-o", "ro,nosuid,nodev,noexec,nouuid,logdev=/dev/sda", SNAP, "{base}/lvm=a+b"],
+    ["umount", "--lazy", "{base}/lvm=a+b"], ["mkdir", "{base}/lvm=a+b\n"],
 ]
 
 
@@ -199,9 +224,9 @@ OWN = [
     ["mdadm", "--examine", "--export", SNAP],
     ["mdadm", "--assemble", MD, "--run", "--update=uuid", UUID, SNAP],
     ["mdadm", "--detail", "--export", MD], ["mdadm", "--stop", MD], ["rm", "-f", "--", MD],
-    ["partx", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr", "1", MD],
-    ["blockdev", "--getsz", MD],
-    ["dmsetup", "create", MAP[12:], "--table", f"0 2048 linear {MD} 2048"],
+    ["partx", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr", "1", "/dev/md127"],
+    ["blockdev", "--getsz", "/dev/md127"],
+    ["dmsetup", "create", MAP[12:], "--table", "0 2048 linear /dev/md127 2048"],
     ["dmsetup", "remove", "--retry", MAP[12:]], ["dmsetup", "table", MAP[12:]],
     ["blkid", "--probe", "--output", "export", MAP],
     ["cryptsetup", "open", "--type", "luks", "--key-file", "/etc/snaplayers/keys/k.key", MAP,

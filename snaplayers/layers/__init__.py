@@ -37,6 +37,10 @@ class Host:
         st = os.stat(path)
         return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
 
+    def holders(self, path: str) -> list[str]:
+        """Kernel names of the devices stacked on this one (an md array on its leg)."""
+        return os.listdir(f"/sys/dev/block/{self.rdev(path)}/holders")
+
     def isdir(self, path: str) -> bool:
         return os.path.isdir(path) and not os.path.islink(path)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
+from ..device import LV_RESERVED, LV_RESERVED_PREFIX, dm_name
 from ..errors import SnapshotInvalid
-from ..device import dm_name
 from . import Layer, parse_nameprefixes
 
 FIELDS = "lv_name,lv_attr,origin,segtype,data_percent"
@@ -17,15 +17,19 @@ _NOT_AN_ORIGIN = set("sStdepIilv")
 class LvSnapshot(Layer):
     kind = "lvm"
     tools = ("lvs", "lvcreate", "lvremove")
-    names = {"SNAPSHOT": "{NAME}{SUFFIX}", "SNAPDEV": "/dev/mapper/{DMNAME}-{DMNAME}{SUFFIX}"}
+    names = {
+        # an LV of the host's own, never one LVM makes inside a pool, raid or snapshot
+        "ORIGIN": f"(?!{'|'.join(LV_RESERVED_PREFIX)})(?!.*(?:{'|'.join(LV_RESERVED)})){{NAME}}",
+        "SNAPSHOT": "{ORIGIN}{SUFFIX}", "SNAPDEV": "/dev/mapper/{DMNAME}-{DMNAME}{SUFFIX}"}
     offers = "{SNAPDEV}"
     privileged = (
         ("lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o", re.escape(FIELDS),
          "{NAME}/{NAME}"),
-        ("lvcreate", "--snapshot", "--name", "{SNAPSHOT}", "--size", "{SIZE}", "{NAME}/{NAME}"),
-        ("lvcreate", "--snapshot", "--name", "{SNAPSHOT}", "--extents", "{EXTENTS}", "{NAME}/{NAME}"),
+        ("lvcreate", "--snapshot", "--name", "{SNAPSHOT}", "--size", "{SIZE}", "{NAME}/{ORIGIN}"),
+        ("lvcreate", "--snapshot", "--name", "{SNAPSHOT}", "--extents", "{EXTENTS}",
+         "{NAME}/{ORIGIN}"),
         ("lvcreate", "--snapshot", "--name", "{SNAPSHOT}", "--setactivationskip", "n",
-         "{NAME}/{NAME}"),
+         "{NAME}/{ORIGIN}"),
         ("lvremove", "--yes", "{NAME}/{SNAPSHOT}"),
     )
 

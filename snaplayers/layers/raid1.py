@@ -1,4 +1,10 @@
-"""`raid1`: one leg of an md RAID1, assembled degraded under a fresh array UUID."""
+"""`raid1`: one leg of an md RAID1, assembled degraded under a fresh array UUID.
+
+mdadm knows the array by its link `/dev/md/snaplayers-<id>`; the layers above get the kernel's
+node (`/dev/mdN`): without udev, mdadm makes /dev/md root:disk 0770, and the Amanda user is not
+in group disk. The helper admits an `/dev/mdN` only when the kernel says every leg of it is one
+of snaplayers' mappings.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +24,8 @@ def fresh_uuid() -> str:
 class DegradedRaid1(Layer):
     kind = "raid1"
     tools = ("mdadm", "rm")
-    names = {"MD": "/dev/md/" + re.escape(MD_PREFIX) + "{ID}"}
-    offers = "{MD}"
+    names = {"MD": "/dev/md/" + re.escape(MD_PREFIX) + "{ID}", "MDDEV": "/dev/md[0-9]{1,4}"}
+    offers = "{MDDEV}"
     privileged = (
         ("mdadm", "--examine", "--export", "{DEV}"),
         ("mdadm", "--assemble", "{MD}", "--run", "--update=uuid", "--uuid={UUID}", "{DEV}"),
@@ -34,7 +40,9 @@ class DegradedRaid1(Layer):
         name = MD_PREFIX + ctx.dle_id
         return cls(ctx, {
             "kind": cls.kind, "token": token.token(), "state": "planned",
-            "name": name, "device": f"/dev/md/{name}", "member": parent.device,
+            # device: the link until the kernel's node is known (after assembly)
+            "name": name, "md": f"/dev/md/{name}", "device": f"/dev/md/{name}",
+            "member": parent.device,
             # written into the snapshot's superblock only: the origin array keeps its own, so
             # the copy can never be mistaken for (or collide with) a live array in this kernel
             "uuid": cls.new_uuid(),
@@ -50,39 +58,44 @@ class DegradedRaid1(Layer):
             raise self.fail(f"{member} is a member of a {found['MD_LEVEL']} array, not raid1")
         self.rec["origin_uuid"] = found.get("MD_UUID", "")
         # the kernel's word, not /dev's: without udev a stopped array's link can linger
-        if self.ctx.host.exists(self.rec["device"]) and self._detail():
-            raise self.fail(f"{self.rec['device']} is an active array not recorded by "
+        if self._detail():
+            raise self.fail(f"{self.rec['md']} is an active array not recorded by "
                             "snaplayers; stop it by hand after checking what it is")
 
     def _setup(self):
         with self.ctx.alloc_lock():     # mdadm picks a free minor: two DLEs must not race for it
-            self.run("mdadm", "--assemble", self.rec["device"], "--run", "--update=uuid",
+            self.run("mdadm", "--assemble", self.rec["md"], "--run", "--update=uuid",
                      f"--uuid={self.rec['uuid']}", self.rec["member"])
 
     def _detail(self):
-        res = self.run("mdadm", "--detail", "--export", self.rec["device"], accept=(0, 1, 2))
+        res = self.run("mdadm", "--detail", "--export", self.rec["md"], accept=(0, 1, 2))
         return parse_export(res.stdout) if res.returncode == 0 else {}
 
     def _post_setup(self):
         detail = self._detail()
         if detail.get("MD_UUID") != self.rec["uuid"] or detail.get("MD_LEVEL") != "raid1":
-            raise self.fail(f"{self.rec['device']} came up as {detail.get('MD_LEVEL', 'nothing')} "
+            raise self.fail(f"{self.rec['md']} came up as {detail.get('MD_LEVEL', 'nothing')} "
                             f"with UUID {detail.get('MD_UUID', '-')}, not the one assembled")
+        # the array that holds our member is the one just assembled (sysfs: anyone may read it)
+        arrays = [h for h in self.ctx.host.holders(self.rec["member"]) if h.startswith("md")]
+        if len(arrays) != 1:
+            raise self.fail(f"{self.rec['member']} is held by {', '.join(arrays) or 'no array'}, "
+                            f"not by the one array {self.rec['md']}")
+        self.rec.update(kernel_name=arrays[0], device=f"/dev/{arrays[0]}")
         if not self.ctx.host.wait_for(self.rec["device"]):
             raise self.fail(f"{self.rec['device']} did not appear")
-        self.rec["kernel_name"] = os.path.basename(self.ctx.host.realpath(self.rec["device"]))
 
     def _live(self):
         # an array mdadm cannot describe is not one we can check, so not one we stop
-        return (self._detail() if self.ctx.host.exists(self.rec["device"]) else {}) or None
+        return self._detail() or None
 
     def _teardown(self, detail):
         found = detail.get("MD_UUID")
         if found != self.rec["uuid"]:
-            raise self.fail(f"{self.rec['device']} has UUID {found}, not {self.rec['uuid']} "
+            raise self.fail(f"{self.rec['md']} has UUID {found}, not {self.rec['uuid']} "
                             "that snaplayers assembled; not stopping it")
-        self.run("mdadm", "--stop", self.rec["device"])
+        self.run("mdadm", "--stop", self.rec["md"])
         # without udev nobody removes the array's link, and a stale one points at whichever
-        # array gets that minor next (seen: another DLE's array, refused as not ours)
-        if self.ctx.host.lexists(self.rec["device"]):
-            self.run("rm", "-f", "--", self.rec["device"])
+        # array gets that minor next (seen: another DLE's array, refused as not ours); the
+        # Amanda user cannot look into /dev/md to see whether udev did
+        self.run("rm", "-f", "--", self.rec["md"])

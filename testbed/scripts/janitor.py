@@ -40,6 +40,8 @@ def dev_links(prefixes):
     found = [d for d in glob.glob("/dev/*/") if ours(os.path.basename(d.rstrip("/")), prefixes)
              and os.path.basename(d.rstrip("/")) not in ("md", "mapper")]
     found += [n for n in glob.glob("/dev/mapper/*") if ours(os.path.basename(n), prefixes)]
+    # and /dev/md links: without udev nobody removes a stopped array's (seen left by a failed run)
+    found += [n for n in glob.glob("/dev/md/*") if ours(os.path.basename(n), prefixes)]
     return sorted(d.rstrip("/") for d in found)
 
 

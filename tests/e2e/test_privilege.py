@@ -114,14 +114,14 @@ def test_a_guests_setuid_binaries_device_nodes_and_a_planted_symlink_give_nothin
                      ["/lib64/ld-linux-x86-64.so.2", f"{seen}/suid-id", "-u"]):
             code, out, err = tb.run(CLIENT, ["sh", "-c", shlex.join(argv)], user=user)
             assert code != 0 and out.strip() != "0", f"{argv} ran: {out}"
-            record("setuid, device-node and symlink cases refused")
+            record("setuid, device-node, symlink and stale-name cases refused")
         code, out, err = tb.run(CLIENT, ["python3", "-c", f"open({seen + '/hostdisk'!r}, 'r+b')"], user=user)
         assert code != 0 and "PermissionError" in err, err
-        record("setuid, device-node and symlink cases refused")
+        record("setuid, device-node, symlink and stale-name cases refused")
         # the Amanda user cannot plant a symlink where mounts happen
         code, _, err = tb.run(CLIENT, ["ln", "-s", "/etc", f"{MOUNT_BASE}/lvm=x+y"], user=user)
         assert code != 0 and "Permission denied" in err, err
-        record("setuid, device-node and symlink cases refused")
+        record("setuid, device-node, symlink and stale-name cases refused")
         code, out, err = call("POST-DLE-BACKUP")
         assert (code, err) == (0, "")
     finally:
@@ -138,7 +138,7 @@ def test_a_guests_setuid_binaries_device_nodes_and_a_planted_symlink_give_nothin
         code, out, err = call("PRE-DLE-BACKUP")
         assert code != 0 and out == "" and err.count("\n") == 1, err
         assert tb.exec(CLIENT, ["ls", victim]).split() == ["keep"]
-        record("setuid, device-node and symlink cases refused")
+        record("setuid, device-node, symlink and stale-name cases refused")
     finally:
         tb.exec(CLIENT, ["sh", "-c", f"rm -f {shlex.quote(device)}; rm -rf {victim}"])
     # a mount base the Amanda user can write: refused in one line, before anything is made
@@ -147,7 +147,33 @@ def test_a_guests_setuid_binaries_device_nodes_and_a_planted_symlink_give_nothin
         code, out, err = call("PRE-DLE-BACKUP")
         assert code != 0 and err.count("\n") == 1 and "not root's alone" in err, err
         assert ".amsnap" not in tb.exec(CLIENT, ["lvs", "--noheadings", "-o", "lv_name"])
-        record("setuid, device-node and symlink cases refused")
+        record("setuid, device-node, symlink and stale-name cases refused")
     finally:
         tb.exec(CLIENT, ["chown", "root", MOUNT_BASE])
     nothing_left(tb, status_user=user)
+
+
+def test_a_stale_name_pointing_at_someone_elses_device_is_refused(amanda):
+    """Without udev a stopped array's /dev/md link or a removed mapping's node lingers and later
+    points at whatever takes that number: a guest's live array, a live origin LV. The helper
+    checks in the kernel what a name is before it runs anything on it."""
+    tb, user = amanda.tb, amanda.layout.user
+    helper = helper_of(tb, user)
+    live_md = tb.exec(CLIENT, ["sh", "-c", "readlink -f $(ls -d /dev/md/* | grep -v snaplayers | head -1)"]).strip()
+    origin = f"/dev/mapper/{tb.topo.vg(CLIENT).replace('-', '--')}-vol02"
+    major, minor = (int(x, 16) for x in tb.exec(CLIENT, ["stat", "-L", "-c", "%t %T", origin]).split())
+    link, node = f"/dev/md/snaplayers-{redteam.ID}", f"/dev/mapper/snaplayers-{redteam.ID}-2p1"
+    tb.exec(CLIENT, ["sh", "-c", f"ln -s {live_md} {link} && mknod {node} b {major} {minor}"])
+    try:
+        for argv in (["mdadm", "--detail", "--export", link], ["mdadm", "--stop", link],
+                     ["blkid", "--probe", "--output", "export", live_md],
+                     ["blockdev", "--getsz", node], ["mdadm", "--examine", "--export", node],
+                     ["dmsetup", "create", f"snaplayers-{redteam.ID}-1p1", "--table", f"0 8 linear {live_md} 0"],
+                     ["mount", "-t", "ext4", "-o", "ro,nosuid,nodev,noexec", node, f"{MOUNT_BASE}/lvm=x+y"]):
+            code, out, err = tb.run(CLIENT, ["sudo", "-n", helper, *argv], user=user)
+            assert code == 126 and err.count("\n") == 1 and ("not that mapping" in err or "not snaplayers'" in err
+                                                              or "no md array" in err), (argv, err)
+            record("setuid, device-node, symlink and stale-name cases refused")
+    finally:
+        tb.exec(CLIENT, ["rm", "-f", link, node])
+    assert tb.exec(CLIENT, ["sh", "-c", f"test -b {live_md} && echo ok"]).strip() == "ok"

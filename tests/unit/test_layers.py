@@ -17,6 +17,7 @@ def fixed_uuid(monkeypatch):
 def test_raid1_partition_argv(world, spec):
     stack = world.stack()
     md = f"/dev/md/snaplayers-{stack.ctx.dle_id}"
+    node = "/dev/md127"             # the kernel's node, which the layers above are given
     mapping = f"snaplayers-{stack.ctx.dle_id}-2p1"
     mp = "/v/amsnap/lvm=data0+vol00,raid1,part=1"
     assert stack.setup(spec("lvm=data0+vol00,raid1,part=1")) == mp
@@ -29,12 +30,13 @@ def test_raid1_partition_argv(world, spec):
         ["lvcreate", "--snapshot", "--name", "vol00.amsnap", "--extents", "20%ORIGIN", "data0/vol00"],
         LVS + ["data0/vol00.amsnap"],
         ["mdadm", "--examine", "--export", "/dev/mapper/data0-vol00.amsnap"],
+        ["mdadm", "--detail", "--export", md],
         ["mdadm", "--assemble", md, "--run", "--update=uuid", f"--uuid={UUID}",
          "/dev/mapper/data0-vol00.amsnap"],
         ["mdadm", "--detail", "--export", md],
-        ["partx", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr", "1", md],
-        ["blockdev", "--getsz", md],
-        ["dmsetup", "create", mapping, "--table", f"0 524288 linear {md} 2048"],
+        ["partx", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr", "1", node],
+        ["blockdev", "--getsz", node],
+        ["dmsetup", "create", mapping, "--table", f"0 524288 linear {node} 2048"],
         ["dmsetup", "mknodes", mapping],
         ["blkid", "--probe", "--output", "export", f"/dev/mapper/{mapping}"],
         ["mkdir", mp],
@@ -48,6 +50,7 @@ def test_raid1_partition_argv(world, spec):
         ["dmsetup", "mknodes", mapping],
         ["mdadm", "--detail", "--export", md],
         ["mdadm", "--stop", md],
+        ["rm", "-f", "--", md],
         LVS + ["data0/vol00.amsnap"],
         ["lvremove", "--yes", "data0/vol00.amsnap"],
     ]

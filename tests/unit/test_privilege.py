@@ -182,3 +182,32 @@ def test_bad_policy_input_is_rejected():
             privilege.compile_policy(*args)
     with pytest.raises(BadInput):
         privilege.sudoers("root;", "/usr/local/libexec/snaplayers/helper")
+
+
+def _luks2(path, tokens):
+    import json
+    area = json.dumps({"keyslots": {}, "tokens": tokens, "segments": {}}).encode()
+    head = b"LUKS\xba\xbe" + (2).to_bytes(2, "big") + (16384).to_bytes(8, "big")
+    path.write_bytes(head.ljust(4096, b"\0") + area.ljust(16384 - 4096, b"\0"))
+    return str(path)
+
+
+def test_a_luks2_header_with_tokens_is_not_opened(tmp_path):
+    """cryptsetup tries tokens (TPM, FIDO, keyring) before the key file: a snapshot of a host's
+    LUKS2 volume with such a token would open without a key of ours."""
+    key = "/etc/snaplayers/keys/k.key"
+    plain = _luks2(tmp_path / "plain", {})
+    helper._guard_luks(["open", "--type", "luks", "--key-file", key, plain, "snaplayers-0123456789ab-3c"])
+    tpm = _luks2(tmp_path / "tpm", {"0": {"type": "systemd-tpm2", "keyslots": ["1"]}})
+    with pytest.raises(helper.Refused, match="tokens"):
+        helper._guard_luks(["open", "--type", "luks", "--key-file", key, tpm, "snaplayers-0123456789ab-3c"])
+
+
+def test_every_pattern_refuses_a_leading_dash_a_newline_and_non_ascii():
+    for rule in POLICY["rules"]:
+        for i, pattern in enumerate(rule[1:]):
+            if pattern.startswith("=lvmconf:"):
+                continue
+            for bad in ("-x", "x\n", "\u0661", "--config=x"):
+                assert not helper._element_matches(pattern, bad), (rule[0], i, bad)
+    assert "activation/monitoring=0" in helper.lvm_config("/dev/mapper/snaplayers-0123456789ab-1p1")

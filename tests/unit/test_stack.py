@@ -33,7 +33,7 @@ def test_a_failure_at_any_set_up_command_unwinds_everything(tmp_path, spec, laye
 
         def inject(argv, k=k):
             calls.append(argv)
-            return (1, "") if len(calls) == k + 1 else None
+            return (3, "") if len(calls) == k + 1 else None     # a status no command accepts
         world.system.inject = inject
         with pytest.raises((CommandFailed, LayerError)):
             world.stack().setup(spec(layers))
@@ -63,7 +63,7 @@ def test_journal_records_names_before_creation_and_has_fixed_keys(world, spec):
 def test_teardown_uses_the_journal_not_the_device_field(world, spec):
     stack = world.stack()
     stack.setup(spec("lvm=data0+vol00,raid1,part=1"))
-    md = json.load(open(stack.journal.path))["layers"][1]["device"]
+    md = json.load(open(stack.journal.path))["layers"][1]["md"]
     world.stack().teardown()        # a fresh Stack, as a new POST-DLE process would have
     assert ["mdadm", "--stop", md] in world.commands()
     assert world.kernel_objects() == EMPTY
@@ -184,7 +184,7 @@ def test_busy_mount_stops_teardown_before_the_layers_under_it(world, spec):
 def test_foreign_array_under_our_name_is_not_stopped(world, spec):
     stack = world.stack()
     stack.setup(spec("lvm=data0+vol03,raid1"))
-    md = stack.journal.load()["layers"][1]["device"]
+    md = stack.journal.load()["layers"][1]["md"]
     world.system.arrays[md]["uuid"] = "ffffffff:ffffffff:ffffffff:ffffffff"
     with pytest.raises(LayerError, match="not stopping"):
         world.stack().teardown()
@@ -290,7 +290,7 @@ def test_without_udev_the_stopped_arrays_link_is_removed(world, spec):
     world.system.udev = False
     stack = world.stack()
     stack.setup(spec("lvm=data0+vol00,raid1,part=1"))
-    md = json.load(open(stack.journal.path))["layers"][1]["device"]
+    md = json.load(open(stack.journal.path))["layers"][1]["md"]
     world.stack().teardown()
     cmds = world.commands()
     assert cmds.index(["mdadm", "--stop", md]) + 1 == cmds.index(["rm", "-f", "--", md])
