@@ -298,3 +298,14 @@ def test_teardown_refuses_a_guest_vg_or_luks_mapping_that_is_not_the_one_made(wo
     with pytest.raises(LayerError, match="not deactivating it"):
         stack.teardown()
     assert world.system.guest_lvs[clone]["root"] is True
+
+
+def test_btrfs_is_not_mounted(world, spec):
+    """A multi-device btrfs is assembled by fsid from whatever the host sees (an origin LV too)
+    and its log replay writes there: not offered, one line, nothing left."""
+    from snaplayers.errors import LayerError
+    world.system.fstype = "btrfs"
+    with pytest.raises(LayerError, match="holds btrfs; supported: ext2, ext3, ext4, xfs"):
+        world.stack().setup(spec("lvm=data0+vol02"))
+    assert not any(a[0] == "mount" for a in world.commands())
+    assert world.kernel_objects() == {"lvs": [], "arrays": {}, "mappings": {}, "mounts": [], "dirs": []}
