@@ -101,6 +101,8 @@ def _check_device(policy, path):
         st = os.stat(path)
     except FileNotFoundError:
         return              # nothing there to act on: the tool itself fails
+    except OSError as err:
+        raise Refused(f"{path!r}: {err.strerror}") from None
     if not stat.S_ISBLK(st.st_mode):
         raise Refused(f"{path!r} is not a block device")
     majmin = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
