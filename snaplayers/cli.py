@@ -166,12 +166,13 @@ def cmd_sudoers(args) -> int:
 
 
 def cmd_policy(args) -> int:
+    from .helper import fill
     from .privilege import compile_policy
     from .props import DEFAULT_KEY_DIR, DEFAULT_SUFFIX
     policy = compile_policy(args.mount_base, args.snap_suffix or DEFAULT_SUFFIX,
                             args.key_dir or DEFAULT_KEY_DIR)
     for rule in policy["rules"]:
-        print(shlex.join([policy["tools"][rule[0]], *rule[1:]]))
+        print(shlex.join([policy["tools"][rule[0]], *(fill(p, policy["names"]) for p in rule[1:])]))
     return 0
 
 

@@ -144,6 +144,11 @@ def _guard_luks(args):
                       "only with a key file")
 
 
+def fill(template, names):
+    """A template's {NAME}s replaced by the policy's patterns (regex counts like {1,2} stay)."""
+    return re.sub(r"\{([A-Z]+)\}", lambda m: names[m.group(1)], template)
+
+
 def _element_matches(pattern, arg):
     if pattern.startswith("=lvmconf:"):     # LVM settings for exactly one device of ours
         found = _LVM_DEVICE.match(arg)
@@ -193,7 +198,8 @@ def admit(policy, argv, guard=True):
     if not argv:
         raise Refused("no command given")
     tool, args = argv[0], list(argv[1:])
-    forms = [rule[1:] for rule in policy["rules"] if rule[0] == tool]
+    forms = [[fill(part, policy["names"]) for part in rule[1:]]
+             for rule in policy["rules"] if rule[0] == tool]
     if not forms:
         raise Refused(f"command {tool!r} is not one snaplayers runs")
     best = (-1, f"{tool} never takes {len(args)} arguments")

@@ -64,13 +64,13 @@ def compile_policy(mount_base: str, suffix: str = DEFAULT_SUFFIX,
     check_path("key-dir", key_dir)
     check_suffix(suffix)
     vals = values(mount_base, suffix, key_dir)
-    rules = []
-    for cls in registry().values():
-        for template in cls.privileged:
-            rules.append([template[0], *(_fill(part, vals) for part in template[1:])])
+    rules = [list(template) for cls in registry().values() for template in cls.privileged]
+    used = {m for rule in rules for part in rule[1:] for m in re.findall(r"\{([A-Z]+)\}", part)}
+    # templates stay as written and each name once: the helper fills in only its tool's rules
+    # (it starts for every command the plugin runs: a small policy is a fast start)
     return {"mount_base": mount_base, "snap_suffix": suffix, "key_dir": key_dir,
-            "devices": vals["DEV"], "tools": {rule[0]: tools.path(rule[0]) for rule in rules},
-            "rules": rules}
+            "devices": vals["DEV"], "names": {k: vals[k] for k in sorted(used)},
+            "tools": {rule[0]: tools.path(rule[0]) for rule in rules}, "rules": rules}
 
 
 def admitted(argv, policy: dict) -> bool:
