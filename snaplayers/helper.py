@@ -127,7 +127,13 @@ def _guard_luks(args):
     key of ours. Only headers without tokens are opened."""
     import json
     device = args[-2]
-    with open(device, "rb") as f:
+    try:
+        f = open(device, "rb")
+    except FileNotFoundError:
+        return                          # nothing to open: cryptsetup fails by itself
+    except OSError as err:
+        raise Refused(f"{device!r}: {err.strerror}") from None
+    with f:
         head = f.read(4096)
         if head[:6] != b"LUKS\xba\xbe" or int.from_bytes(head[6:8], "big") != 2:
             return                      # LUKS1 has no tokens; not LUKS: cryptsetup refuses
