@@ -106,13 +106,16 @@ def _run(call, settings, spec) -> int:
     ctx = Context(runner, host, settings,
                   dle_id(call.config or "", call.host or "", disk))
     stack = Stack(ctx, call.config or "", call.host or "", disk)
-    with stack.lock():
-        if call.command in SETUP:
-            mountpoint = stack.setup(spec)
-            logger.info("up: %s (log %s)", mountpoint, logfile)
-            if call.command != "PRE-DLE-AMCHECK":
-                sys.stdout.write(f"PROPERTY directory {mountpoint}\n")
-        else:
-            done = stack.teardown()
-            logger.info("torn down" if done else "nothing recorded to tear down")
+    try:
+        with stack.lock():
+            if call.command in SETUP:
+                mountpoint = stack.setup(spec)
+                logger.info("up: %s (log %s)", mountpoint, logfile)
+                if call.command != "PRE-DLE-AMCHECK":
+                    sys.stdout.write(f"PROPERTY directory {mountpoint}\n")
+            else:
+                done = stack.teardown()
+                logger.info("torn down" if done else "nothing recorded to tear down")
+    finally:
+        runner.close()
     return 0

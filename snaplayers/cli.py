@@ -128,7 +128,11 @@ def cmd_status(args) -> int:
         if data is None:
             print(f"{dle}: unreadable journal")
             continue
-        status = _stack_for(data, args.sudo).status()
+        stack = _stack_for(data, args.sudo)
+        try:
+            status = stack.status()
+        finally:
+            stack.ctx.runner.close()
         age = time.time() - data["started"]
         owner = data.get("owner") or {}
         alive = {True: "runs", False: "is gone: a leftover", None: "unknown"}[status["owner_alive"]]
@@ -154,6 +158,8 @@ def cmd_cleanup(args) -> int:
         except SnaplayersError as err:
             failed += 1
             print(f"FAILED: {data['disk']}: {' '.join(str(err).split())}")
+        finally:
+            stack.ctx.runner.close()
     print(f"cleanup: {cleaned} torn down, {failed} failed")
     return 1 if failed else 0
 

@@ -227,9 +227,38 @@ def admit(policy, argv, guard=True):
     raise Refused(best[1])
 
 
+ENV = {"PATH": SAFE_PATH, "LC_ALL": "C", "LANG": "C"}
+
+
+def serve(policy, lines, out):
+    """`--serve`: one sudo for a whole plugin call. Each line in is a JSON list (an argv),
+    checked exactly as on the command line; each line out is [exit status, stdout, stderr].
+    Under emulation a Python start costs about a second: once per call, not per command."""
+    import json
+    import subprocess
+    for line in lines:
+        try:
+            argv = json.loads(line)
+            if not isinstance(argv, list) or not all(isinstance(a, str) and "\0" not in a for a in argv):
+                raise Refused("a request is a JSON list of strings")
+            path = admit(policy, argv)
+        except (Refused, ValueError) as err:
+            reply = [REFUSED, "", f"{NAME}: refused: {err}\n"]
+        else:
+            proc = subprocess.run([path, *argv[1:]], stdin=subprocess.DEVNULL, capture_output=True,
+                                  env=ENV, cwd="/", text=True, errors="replace", check=False)
+            reply = [proc.returncode, proc.stdout, proc.stderr]
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+    return 0
+
+
 def main(argv=None, policy=None):
     argv = sys.argv[1:] if argv is None else argv
     policy = POLICY if policy is None else policy
+    if argv == ["--serve"]:
+        os.umask(0o022)
+        return serve(policy, sys.stdin, sys.stdout)
     check = argv[:1] == ["--check"]         # say whether an argv is admitted; run nothing
     if check:
         argv = argv[1:]
@@ -245,7 +274,7 @@ def main(argv=None, policy=None):
     os.chdir("/")
     null = os.open("/dev/null", os.O_RDONLY)     # nothing of the caller's reaches the tool
     os.dup2(null, 0)
-    os.execve(path, [path, *argv[1:]], {"PATH": SAFE_PATH, "LC_ALL": "C", "LANG": "C"})
+    os.execve(path, [path, *argv[1:]], ENV)
     return REFUSED      # not reached: execve replaces this process or raises
 
 

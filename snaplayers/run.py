@@ -44,6 +44,7 @@ class Runner:
         self.use_sudo = sudo == "yes" or (sudo == "auto" and os.geteuid() != 0)
         self.helper = helper_path() if self.use_sudo else ""
         self.executed: list[list[str]] = []
+        self._served = None         # one `sudo helper --serve` for all of this call's commands
 
     def argv(self, argv: Sequence[str]) -> list[str]:
         # -n: a password prompt is an error, never a hang; the helper finds the tool itself
@@ -65,6 +66,8 @@ class Runner:
         return proc
 
     def _spawn(self, full: list[str]) -> Result:
+        if self.use_sudo:
+            return self._through_helper(full)
         env = {"PATH": tools.SAFE_PATH, "LC_ALL": "C", "LANG": "C"}
         try:
             proc = subprocess.run(full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -73,6 +76,48 @@ class Runner:
         except OSError as err:
             return Result(full, 127, "", str(err))
         return Result(full, proc.returncode, proc.stdout, proc.stderr)
+
+
+    def _through_helper(self, full: list[str]) -> Result:
+        """The argv goes to the helper that sudo started once for this call; its answer comes
+        back as one JSON line. If sudo or the helper is gone, their last words are the error."""
+        import json
+        if self._served is None:
+            try:
+                self._served = subprocess.Popen(
+                    [tools.path("sudo"), "-n", self.helper, "--serve"], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+                    env={"PATH": tools.SAFE_PATH, "LC_ALL": "C", "LANG": "C"})
+            except OSError as err:
+                return Result(full, 127, "", str(err))
+        served = self._served
+        try:
+            served.stdin.write(json.dumps(full[3:]) + "\n")
+            served.stdin.flush()
+            line = served.stdout.readline()
+        except OSError:         # the helper is gone: its exit status and stderr say why
+            line = ""
+        try:
+            code, out, err = json.loads(line)
+            return Result(full, code, out, err)
+        except ValueError:
+            self._served = None
+            try:
+                served.stdin.close()
+            except OSError:
+                pass
+            code, err = served.wait(), served.stderr.read()
+            return Result(full, code or 1, "", err or f"the helper answered {line[:80]!r}")
+
+    def close(self) -> None:
+        """The helper ends when its input does: after the command it runs, if any."""
+        served, self._served = self._served, None
+        if served is not None:
+            try:
+                served.stdin.close()
+            except OSError:
+                pass
+            served.wait()
 
 
 class ScriptedRunner(Runner):

@@ -211,3 +211,40 @@ def test_every_pattern_refuses_a_leading_dash_a_newline_and_non_ascii():
             for bad in ("-x", "x\n", "\u0661", "--config=x"):
                 assert not helper._element_matches(pattern, bad), (rule[0], i, bad)
     assert "activation/monitoring=0" in helper.lvm_config("/dev/mapper/snaplayers-0123456789ab-1p1")
+
+
+def test_one_helper_serves_a_whole_call_and_checks_every_argv_it_is_sent(tmp_path, monkeypatch):
+    """The runner starts `sudo -n helper --serve` once and sends it each argv: admitted ones run
+    (here lvs is /bin/echo), refused ones come back as exit 126 with one line, whatever the
+    layer accepts; closing its input ends it."""
+    from snaplayers import run
+    from snaplayers.errors import CommandFailed
+    policy = {**POLICY, "tools": {**POLICY["tools"], "lvs": "/bin/echo"}}
+    path = tmp_path / "helper"
+    path.write_text(privilege.helper_source(policy).replace("#!/usr/bin/python3 -IS", f"#!{sys.executable} -IS"))
+    path.chmod(0o755)
+    fake_sudo = tmp_path / "sudo"           # sudo -n HELPER ARGS: run HELPER ARGS as we are
+    fake_sudo.write_text("#!/bin/sh\nshift\nexec \"$@\"\n")
+    fake_sudo.chmod(0o755)
+    real = tools.path
+    monkeypatch.setattr(tools, "path", lambda t: str(fake_sudo) if t == "sudo" else real(t))
+    runner = run.Runner(sudo="yes")
+    runner.helper = str(path)
+    lvs = ["lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o",
+           "lv_name,lv_attr,origin,segtype,data_percent", "data0/vol00"]
+    assert runner.run(lvs).stdout == " ".join(lvs[1:]) + "\n"
+    assert runner.run(lvs, accept=(0, 5)).returncode == 0          # the same helper again
+    served = runner._served
+    with pytest.raises(CommandFailed, match="refused: .*'data0/vol00' is not admitted"):
+        runner.run(["lvremove", "--yes", "data0/vol00"], accept=(0, 126))
+    assert runner._served is served and served.poll() is None       # one process for all
+    runner.close()
+    assert served.poll() == 0
+
+
+def test_the_helper_serves_json_lists_of_strings_only():
+    import io
+    out = io.StringIO()
+    helper.serve(POLICY, ['"lvs"\n', "[1, 2]\n", "not json\n", '["lvs", "a\\u0000b"]\n'], out)
+    replies = [__import__("json").loads(line) for line in out.getvalue().splitlines()]
+    assert [r[0] for r in replies] == [helper.REFUSED] * 4 and all("refused" in r[2] for r in replies)
