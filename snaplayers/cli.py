@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 
-from . import __version__
+from . import __version__, run
 from .errors import BadInput, SnaplayersError
 
 APPLICATION_DIRS = ("/usr/lib/amanda/application",        # Debian, Ubuntu
@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--key-dir", default=None, help="where luks=<key> finds <key>.key")
     ins.add_argument("--application-dir")
     ins.add_argument("--name", default="script-snaplayers")
-    ins.add_argument("--helper", default=None, help="where to put the helper")
+    ins.add_argument("--helper", default=None, choices=run.HELPERS,
+                     help="where to put the helper (the plugin looks only there)")
     ins.add_argument("--sudoers", default=None, help="the sudoers drop-in to write")
 
     su = sub.add_parser("sudoers", help="print the sudoers line `install` writes")

@@ -88,8 +88,8 @@ def _guard_devices(policy, tool, args):
     for i, arg in enumerate(args):
         if tool == "mdadm" and args[0] == "--assemble" and i == 1:
             continue        # the array to be made: mdadm refuses a name already in use
-        found = _LVM_DEVICE.match(arg)
-        paths = [found.group(1).replace("[.]", ".").replace("[+]", "+")] if found else arg.split()
+        device = _lvm_device(arg)
+        paths = [device] if device else arg.split()
         for path in paths:
             if path.startswith(("/dev/mapper/", "/dev/md")):
                 _check_device(policy, path)
@@ -111,43 +111,57 @@ def _check_device(policy, path):
             raise Refused(f"{path!r} is device {majmin}, which is not that mapping")
         return
     try:
-        legs = os.listdir(f"/sys/dev/block/{majmin}/slaves")
+        legs = os.listdir(f"/sys/dev/block/{majmin}/slaves") if os.major(st.st_rdev) == 9 else []
     except OSError:
-        raise Refused(f"{path!r} is device {majmin}, which is no md array") from None
+        legs = []
+    if not legs:
+        raise Refused(f"{path!r} is device {majmin}, which is no md array with legs")
     for leg in legs:
-        with open(f"/sys/block/{leg}/dev") as f:
-            name = _dm_name(f.read().strip())
+        try:
+            with open(f"/sys/class/block/{leg}/dev") as f:     # a partition too
+                name = _dm_name(f.read().strip())
+        except OSError:
+            name = None
         if name is None or not re.fullmatch(policy["devices"], f"/dev/mapper/{name}"):
             raise Refused(f"{path!r} is an array with a leg {leg} that is not snaplayers'")
+
+
+# where libcryptsetup looks for a LUKS2 header: the primary, then the secondary's fixed offsets
+_LUKS2_OFFSETS = (0, *(0x4000 << i for i in range(9)))
 
 
 def _guard_luks(args):
     """cryptsetup tries a LUKS2 header's tokens (a TPM, a FIDO key, the kernel keyring) before
     the key file: a snapshot of a host's LUKS2 volume with such a token would open without a
-    key of ours. Only headers without tokens are opened."""
+    key of ours. Only devices none of whose LUKS2 headers (primary or secondary) has tokens."""
     import json
     device = args[-2]
     try:
         f = open(device, "rb")
     except FileNotFoundError:
         return                          # nothing to open: cryptsetup fails by itself
-    except OSError as err:
-        raise Refused(f"{device!r}: {err.strerror}") from None
     with f:
-        head = f.read(4096)
-        if head[:6] != b"LUKS\xba\xbe" or int.from_bytes(head[6:8], "big") != 2:
-            return                      # LUKS1 has no tokens; not LUKS: cryptsetup refuses
-        size = int.from_bytes(head[8:16], "big")
-        if not 4096 < size <= 4 * 1024 * 1024:
-            raise Refused(f"{device!r}: LUKS2 header size {size} is out of range")
-        area = f.read(size - 4096).split(b"\0", 1)[0]
-    try:
-        tokens = json.loads(area).get("tokens")
-    except (ValueError, AttributeError):
-        raise Refused(f"{device!r}: its LUKS2 header is not readable") from None
-    if tokens:
-        raise Refused(f"{device!r}: its LUKS2 header has tokens ({len(tokens)}); snaplayers opens "
-                      "only with a key file")
+        for offset in _LUKS2_OFFSETS:
+            f.seek(offset)
+            head = f.read(4096)
+            if head[:6] not in (b"LUKS\xba\xbe", b"SKUL\xba\xbe") or head[6:8] != b"\0\2":
+                continue                # LUKS1 has no tokens; no header here
+            size = int.from_bytes(head[8:16], "big")
+            if not 4096 < size <= 4 * 1024 * 1024:
+                raise Refused(f"{device!r}: LUKS2 header size {size} is out of range")
+            try:
+                tokens = json.loads(f.read(size - 4096).split(b"\0", 1)[0]).get("tokens")
+            except (ValueError, AttributeError):
+                raise Refused(f"{device!r}: a LUKS2 header at {offset} is not readable") from None
+            if tokens:
+                raise Refused(f"{device!r}: its LUKS2 header has tokens ({len(tokens)}); "
+                              "snaplayers opens only with a key file")
+
+
+def _lvm_device(arg):
+    """The one device an lvm_config() text admits, or None."""
+    found = _LVM_DEVICE.match(arg)
+    return found.group(1).replace("[.]", ".").replace("[+]", "+") if found else None
 
 
 def fill(template, names):
@@ -157,8 +171,7 @@ def fill(template, names):
 
 def _element_matches(pattern, arg):
     if pattern.startswith("=lvmconf:"):     # LVM settings for exactly one device of ours
-        found = _LVM_DEVICE.match(arg)
-        device = found.group(1).replace("[.]", ".").replace("[+]", "+") if found else ""
+        device = _lvm_device(arg) or ""
         return bool(re.fullmatch(pattern[9:], device)) and arg == lvm_config(device)
     return re.fullmatch(pattern, arg) is not None
 
@@ -228,6 +241,7 @@ def admit(policy, argv, guard=True):
 
 
 ENV = {"PATH": SAFE_PATH, "LC_ALL": "C", "LANG": "C"}
+MAX_REQUEST = 65536
 
 
 def serve(policy, lines, out):
@@ -237,17 +251,21 @@ def serve(policy, lines, out):
     import json
     import subprocess
     for line in lines:
+        if len(line) > MAX_REQUEST:
+            out.write(json.dumps([REFUSED, "", f"{NAME}: refused: a request over {MAX_REQUEST} "
+                                               "bytes\n"]) + "\n")
+            out.flush()
+            return REFUSED          # the rest of that line would be read as requests
         try:
             argv = json.loads(line)
             if not isinstance(argv, list) or not all(isinstance(a, str) and "\0" not in a for a in argv):
                 raise Refused("a request is a JSON list of strings")
             path = admit(policy, argv)
-        except (Refused, ValueError) as err:
-            reply = [REFUSED, "", f"{NAME}: refused: {err}\n"]
-        else:
             proc = subprocess.run([path, *argv[1:]], stdin=subprocess.DEVNULL, capture_output=True,
                                   env=ENV, cwd="/", text=True, errors="replace", check=False)
             reply = [proc.returncode, proc.stdout, proc.stderr]
+        except Exception as err:    # a refusal, a bad request, a guard that could not look
+            reply = [REFUSED, "", f"{NAME}: refused: {' '.join(str(err).split())}\n"]
         out.write(json.dumps(reply) + "\n")
         out.flush()
     return 0
@@ -258,14 +276,14 @@ def main(argv=None, policy=None):
     policy = POLICY if policy is None else policy
     if argv == ["--serve"]:
         os.umask(0o022)
-        return serve(policy, sys.stdin, sys.stdout)
+        return serve(policy, iter(lambda: sys.stdin.readline(MAX_REQUEST + 1), ""), sys.stdout)
     check = argv[:1] == ["--check"]         # say whether an argv is admitted; run nothing
     if check:
         argv = argv[1:]
     try:
         path = admit(policy, argv)
-    except Refused as err:
-        sys.stderr.write(f"{NAME}: refused: {err}\n")
+    except Exception as err:        # a refusal, or a guard that could not look: the same
+        sys.stderr.write(f"{NAME}: refused: {' '.join(str(err).split())}\n")
         return REFUSED
     if check:
         sys.stdout.write("admitted\n")

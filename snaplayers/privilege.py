@@ -1,5 +1,6 @@
 """The privileged path, generated from what the layers declare: the helper's policy (every argv
-template with its names filled in), the helper file itself, and the one sudoers line for it.
+template as written, and the pattern of every name in it), the helper file itself, and the one
+sudoers line for it.
 
 Each layer declares `privileged` (argv templates, one pattern per argument) and `names` (the
 format of every name it makes, as a pattern). Nothing here knows a layer's names.
@@ -37,7 +38,7 @@ COMMON = {
 def _fill(pattern: str, values: dict[str, str]) -> str:
     # repeated: a name's format may be written with other names
     while True:
-        filled = re.sub(r"\{([A-Z]+)\}", lambda m: values[m.group(1)], pattern)
+        filled = helper.fill(pattern, values)
         if filled == pattern:
             return filled
         pattern = filled
@@ -101,7 +102,8 @@ def sudoers(user: str, path: str) -> str:
         "# sudoers drop-in for snaplayers, written by `snaplayers install`; do not edit.\n"
         f"# {user} may run one program as root: the helper, which runs only the commands the\n"
         f"# layers declare, each argument checked whole (`{path} --check ARGV` tells).\n"
-        f"Defaults!{path} !requiretty, env_reset\n"
+        # !use_pty: the helper talks over pipes and needs no terminal (sudo >= 1.9.14 makes one)
+        f"Defaults!{path} !requiretty, !use_pty, env_reset\n"
         f"{user} ALL=(root) NOPASSWD: {path}\n")
 
 
@@ -139,6 +141,9 @@ def install(user: str, mount_base: str, suffix: str, key_dir: str, path: str | N
     notes = []
     _write(path, helper_source(policy), 0o755)
     notes.append(f"installed {path} (root, 0755): the only command {user} may run through sudo")
+    problem = helper.unsafe_dir(os.path.dirname(path))
+    if problem:     # Debian's /usr/local is root:staff 2775: staff could replace what sudo runs
+        notes.append(f"NOTE: {problem}: whoever can write there can replace the helper")
     if os.path.lexists(mount_base) and not os.path.isdir(mount_base) or os.path.islink(mount_base):
         raise SnaplayersError(f"mount base {mount_base} exists and is not a directory")
     os.makedirs(mount_base, mode=0o755, exist_ok=True)

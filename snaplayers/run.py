@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from . import log as debug_log
 from . import tools
 from .errors import CommandFailed
-from .helper import REFUSED     # a refusal fails the command whatever exit statuses it accepts
+from .helper import ENV, REFUSED    # a refusal fails the command whatever statuses it accepts
 from .record import Record
 
 log = debug_log.get("snaplayers.run")
@@ -68,10 +68,9 @@ class Runner:
     def _spawn(self, full: list[str]) -> Result:
         if self.use_sudo:
             return self._through_helper(full)
-        env = {"PATH": tools.SAFE_PATH, "LC_ALL": "C", "LANG": "C"}
         try:
             proc = subprocess.run(full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, env=env, text=True,
+                                  stderr=subprocess.PIPE, env=ENV, text=True,
                                   errors="replace", check=False)
         except OSError as err:
             return Result(full, 127, "", str(err))
@@ -87,7 +86,7 @@ class Runner:
                 self._served = subprocess.Popen(
                     [tools.path("sudo"), "-n", self.helper, "--serve"], stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-                    env={"PATH": tools.SAFE_PATH, "LC_ALL": "C", "LANG": "C"})
+                    env=ENV)
             except OSError as err:
                 return Result(full, 127, "", str(err))
         served = self._served
@@ -97,17 +96,17 @@ class Runner:
             line = served.stdout.readline()
         except OSError:         # the helper is gone: its exit status and stderr say why
             line = ""
+        except BaseException:   # interrupted mid-request: its answer must not be the next one's
+            self.close()
+            raise
         try:
             code, out, err = json.loads(line)
             return Result(full, code, out, err)
         except ValueError:
-            self._served = None
-            try:
-                served.stdin.close()
-            except OSError:
-                pass
-            code, err = served.wait(), served.stderr.read()
-            return Result(full, code or 1, "", err or f"the helper answered {line[:80]!r}")
+            self.close()
+            # no answer is never a tool's own (exit 1 can mean "no such array" to a layer)
+            last = served.stderr.read().strip() or f"the helper answered {line[:80]!r}"
+            return Result(full, REFUSED, "", f"{last} (exit {served.returncode})")
 
     def close(self) -> None:
         """The helper ends when its input does: after the command it runs, if any."""
@@ -117,7 +116,11 @@ class Runner:
                 served.stdin.close()
             except OSError:
                 pass
-            served.wait()
+            try:
+                served.wait(timeout=600)
+            except subprocess.TimeoutExpired:   # a command that hangs: sudo passes the signal on
+                served.terminate()
+                served.wait()
 
 
 class ScriptedRunner(Runner):

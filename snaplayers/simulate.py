@@ -291,9 +291,6 @@ class SimulatedSystem(Host):
     def sleep(self, seconds):
         pass
 
-    def lexists(self, path):
-        return path in self.lingering or self.exists(path)
-
     def caller(self):
         return {"pid": 4242, "start": self.processes.get(4242)}
 

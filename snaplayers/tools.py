@@ -1,5 +1,5 @@
 """The external commands layers may run: resolved to one absolute path, the same for the plugin
-and for the sudoers file generated from it, so privilege and code cannot drift apart."""
+and for the helper's policy compiled from it, so privilege and code cannot drift apart."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from collections.abc import Iterable
 
 from .errors import MissingTools
 
-# Only root-owned system directories: sudoers rules name these exact paths.
-SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+from .helper import SAFE_PATH      # only root-owned system directories
 
 # tool -> (default absolute path on merged-/usr Debian and RPM systems, package that ships it)
 TOOLS: dict[str, tuple] = {

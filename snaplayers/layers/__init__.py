@@ -23,9 +23,6 @@ class Host:
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
 
-    def lexists(self, path: str) -> bool:
-        return os.path.lexists(path)
-
     def realpath(self, path: str) -> str:
         return os.path.realpath(path)
 

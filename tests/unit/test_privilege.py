@@ -165,7 +165,7 @@ def test_the_installed_helper_runs_as_a_script_on_every_python_here(tmp_path):
 def test_sudoers_is_one_command_and_visudo_accepts_it(tmp_path):
     text = privilege.sudoers("backup", "/usr/local/libexec/snaplayers/helper")
     rules = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
-    assert rules == ["Defaults!/usr/local/libexec/snaplayers/helper !requiretty, env_reset",
+    assert rules == ["Defaults!/usr/local/libexec/snaplayers/helper !requiretty, !use_pty, env_reset",
                      "backup ALL=(root) NOPASSWD: /usr/local/libexec/snaplayers/helper"]
     visudo = shutil.which("visudo", path=tools.SAFE_PATH)
     assert visudo, "visudo is missing: `make deps` installs sudo"
