@@ -85,10 +85,15 @@ def test_level1_after_changes_restores_from_level0_plus_level1(amanda):
                                                    "manifest": tb.manifest_path(v.name)})
     dump_while_writing(amanda)
     levels = ok_dumps(amanda.dumps())
-    amgtar = [v.name for v in tb.topo.variants if v.name != "lv-ext4"]
+    report = amanda.report()
+    # Amanda's planner may move a full dump forward to balance the cycle (seen in the trixie
+    # 6.12 cell: "Full dump of ...:md-part-luks-ext4 promoted from 7 days ahead"): not a level 1
+    promoted = set(re.findall(r"Full dump of \S+?:(\S+) promoted", report))
+    amgtar = [v.name for v in tb.topo.variants if v.name != "lv-ext4" and v.name not in promoted]
+    assert len(amgtar) >= 3, f"too few DLEs left at level 1 to show anything: promoted {promoted}"
     for name in amgtar:
         assert 1 in levels[name], f"{name} was not dumped at level 1: {levels}"
-    sizes = level_sizes(amanda.report())
+    sizes = level_sizes(report)
     for name in amgtar:     # CHECK-DEVICE NO: a new snapshot device does not resend everything
         assert sizes[(name, 1)] < sizes.get((name, 0), 10 ** 9) / 2, sizes
     results = verify(amanda)
