@@ -39,7 +39,7 @@ class LvSnapshot(Layer):
         return cls(ctx, {
             "kind": cls.kind, "token": token.token(), "state": "planned",
             "vg": token.vg, "origin": token.lv, "snapshot": snap,
-            # /dev/mapper is root's alone: sudoers can admit it, unlike /dev/<vg> (/dev/shm...)
+            # /dev/mapper is root's alone: the helper can admit it, unlike /dev/<vg> (/dev/shm...)
             "device": f"/dev/mapper/{dm_name(token.vg, snap)}", "size": ctx.settings.size,
         }, parent)
 

@@ -1,7 +1,7 @@
 """`part=<n>`: partition n of the device below, as a device-mapper linear mapping.
 
 A mapping rather than the kernel's own /dev/mdXpN or a kpartx/loop device: dmsetup ships with
-lvm2, which this stack needs anyway; the name is ours, so the sudoers file can allow mounting
+lvm2, which this stack needs anyway; the name is ours, so the privileged helper can allow mounting
 only snaplayers' devices (a kernel partition name could be a live array's); it stays writable
 like the snapshot under it, so the mount layer can replay the journal into it.
 """
