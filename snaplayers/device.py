@@ -1,6 +1,6 @@
 """The device field: `<mount_base>/(lvm=<vg>+<lv>|raid1|part=<n>|vg=<vg>+<lv>|luks=<key>)[,...][/]`.
 
-Parser and formatter live together so that format(parse(s)) == s for every valid s.
+Parser and formatter live together so that parse(s).format() == s for every valid s.
 """
 
 from __future__ import annotations
@@ -73,7 +73,6 @@ class Luks(Record, frozen=True):
         return f"luks={self.key}"
 
 
-Layer = object  # Lvm | Raid1 | Part | Vg | Luks; kept loose for Python 3.9
 EXPECTED = "expected lvm=<vg>+<lv>, raid1, part=<n>, vg=<vg>+<lv> or luks=<key>"
 # a key file's name under the key-dir property: no '/', never hidden, never '..'
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
@@ -132,8 +131,6 @@ def dm_name(vg: str, lv: str) -> str:
 
 
 def _parse_token(token: str) -> object:
-    if token == "":
-        raise BadInput("empty layer token (doubled or trailing ',')")
     if token == "raid1":
         return Raid1()
     key, eq, value = token.partition("=")
@@ -199,6 +196,8 @@ def parse(device: str, mount_base: str | None = None) -> DeviceSpec:
                        f"directly under {show(base)}")
     if component in ("", ".", ".."):
         raise BadInput(f"device {show(device)} names no layers")
+    if "" in component.split(","):
+        raise BadInput(f"device {show(device)}: empty layer token (doubled or trailing ',')")
     layers = tuple(_parse_token(token) for token in component.split(","))
     _check_order(layers)
     if len(component) > MAX_COMPONENT:
@@ -206,6 +205,3 @@ def parse(device: str, mount_base: str | None = None) -> DeviceSpec:
                        "characters, too long for a directory name")
     return DeviceSpec(base, layers, trailing)
 
-
-def format(spec: DeviceSpec) -> str:  # noqa: A001 - the field's own word
-    return spec.format()

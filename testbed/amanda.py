@@ -135,6 +135,7 @@ class Amanda:
         self.tb = testbed
         self.topo = testbed.topo
         self.layout: Layout = None      # asked of the server's Amanda in create()
+        self.runs: Dict[str, int] = {}  # amdumps per config: each is a row of the time profile
 
     @property
     def server(self) -> str:
@@ -267,12 +268,15 @@ class Amanda:
         return self.tb.run(SERVER, ["timeout", str(timeout), *argv], user=self.layout.user)
 
     def amcheck(self, config: str = CONFIG):
-        code, out, err = self.as_backup("amcheck", config)
+        with self.tb.steps.step(f"amcheck {config}"):
+            code, out, err = self.as_backup("amcheck", config)
         return code, out + err
 
     def amdump(self, config: str = CONFIG):
         start = time.monotonic()
-        code, out, err = self.as_backup("amdump", config)
+        self.runs[config] = self.runs.get(config, 0) + 1
+        with self.tb.steps.step(f"amdump {config} #{self.runs[config]}"):
+            code, out, err = self.as_backup("amdump", config)
         return code, time.monotonic() - start
 
     def report(self, config: str = CONFIG) -> str:
@@ -319,6 +323,10 @@ class Amanda:
     def fetch(self, disk: str, dest: str, config: str = CONFIG, date: str = "") -> List[str]:
         """amfetchdump every dump of disk (level 0 first; only those of `date`, as amadmin find
         prints it, if given) into dest; extracts them in order."""
+        with self.tb.steps.step(f"amfetchdump {config} (each DLE)"):
+            return self._fetch(disk, dest, config, date)
+
+    def _fetch(self, disk: str, dest: str, config: str, date: str) -> List[str]:
         tb = self.tb
         stamp = re.sub(r"\D", "", date)
         tb.exec(SERVER, ["sh", "-c", f"rm -rf {dest} && mkdir -p {dest}/files {dest}/tree "
@@ -338,8 +346,9 @@ class Amanda:
         # two questions for one volume: proceed, and load it (each more volume asks once more)
         script = f"sethost {self.client_host}\nsetdisk {disk}\nlcd {dest}\nadd .\nextract\nY\nY\nquit\n"
         self.tb.exec(SERVER, ["sh", "-c", f"rm -rf {dest} && mkdir -p {dest}"])
-        code, out, err = self.tb.run(SERVER, ["sh", "-c", f"printf '%s' '{script}' | amrecover {CONFIG} "
-                                                         f"-s {self.server} -t {self.server}"])
+        with self.tb.steps.step(f"amrecover {CONFIG}"):
+            code, out, err = self.tb.run(SERVER, ["sh", "-c", f"printf '%s' '{script}' | amrecover {CONFIG} "
+                                                             f"-s {self.server} -t {self.server}"])
         if code != 0:
             raise TestbedError(f"amrecover {disk} exited {code}:\n{(out + err)[-2000:]}")
         return out

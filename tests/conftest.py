@@ -24,10 +24,11 @@ def worker(request):
 
 @pytest.fixture(scope="session")
 def steps():
+    from figures import STEPS
     from testbed.progress import Steps
     s = Steps(f"testbed session (kernel {KERNEL}, {SUITE}, Amanda layout {LAYOUT})")
-    yield s
-    print("\n" + s.summary())
+    STEPS.append(s)                        # printed in the time profile at the end
+    return s
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +76,8 @@ def testbed(engine, node_image, steps, worker):
         left = {k: left.get(k, []) + more.get(k, []) for k in set(left) | set(more)}
     leaked = {k: v for k, v in left.items() if v}
     assert not leaked, f"kernel objects leaked by testbed {tb.prefix}: {leaked}"
+    from figures import record
+    record("leak checks passed")
 
 
 def report_versions(tb, path):
@@ -115,10 +118,15 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+def pytest_runtest_logreport(report):
+    from figures import SECONDS
+    SECONDS[report.nodeid] = SECONDS.get(report.nodeid, 0.0) + report.duration
+
+
 def pytest_terminal_summary(terminalreporter):
     """The figures of issue #5: what was tried, what survived, what was lost or leaked."""
     import sys
-    from figures import FIGURES
+    from figures import FIGURES, profile
     api = sys.modules.get("test_script_api")
     if not FIGURES and not api:
         return
@@ -133,8 +141,12 @@ def pytest_terminal_summary(terminalreporter):
             *((key, figures.get(key, "not run")) for key in (
                 "red-team argv tried (real sudo -l, installed helper)", "red-team argv admitted",
                 "setuid, device-node, symlink and stale-name cases refused")),
-            ("kernel objects leaked", "0 (leak check passed)" if not [
-                r for r in stats.get("error", []) if "leaked" in str(r.longrepr)] else "see errors")]
+            ("kernel objects leaked", "see errors" if [
+                r for r in stats.get("error", []) if "leaked" in str(r.longrepr)] else
+             "0 (leak check passed)" if figures.get("leak checks passed") else "not checked (no testbed)")]
     terminalreporter.write_sep("=", "snaplayers figures")
     for name, value in rows:
-        terminalreporter.write_line(f"  {name:<54} {value}")
+        terminalreporter.write_line(f"  {name:<58} {value}")
+    terminalreporter.write_sep("=", "where the time went (seconds)")
+    for name, secs in profile():
+        terminalreporter.write_line(f"  {name:<76} {secs:8.1f}")

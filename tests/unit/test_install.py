@@ -43,7 +43,12 @@ def test_install_writes_the_plugin_the_helper_the_mount_base_and_sudoers(tmp_pat
     assert proc.returncode == 126 and "not a directory of root's" in proc.stderr
 
 
-@pytest.mark.parametrize("python", PYTHONS)
+# the oldest Python the plugin supports (bullseye's): said, not silently left out, when absent
+OLDEST = [p for p in PYTHONS if "3.9" in os.path.basename(os.path.realpath(p))] or [
+    pytest.param(None, marks=pytest.mark.skip(reason="no python3.9 here: only the bullseye matrix cell runs it"))]
+
+
+@pytest.mark.parametrize("python", [p for p in PYTHONS if p not in OLDEST] + OLDEST)
 def test_the_zipapp_runs_on_the_hosts_python(tmp_path, python):
     target = tmp_path / "script-snaplayers"
     cli.build_zipapp(str(target), interpreter=python)
