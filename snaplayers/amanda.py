@@ -79,7 +79,7 @@ def environment(settings):
     """The real machine: a runner for commands and a host for live reads (tests swap these)."""
     from .layers import Host
     from .run import Runner
-    return Runner(settings.sudo), Host()
+    return Runner(settings.sudo, settings.debug), Host()
 
 
 def _run(call, settings, spec) -> int:

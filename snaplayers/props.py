@@ -117,9 +117,9 @@ PROPERTIES = {
 }
 
 
-def settings_from(props: dict[str, str], defaults: dict[str, object] | None = None) -> Settings:
+def settings_from(props: dict[str, str]) -> Settings:
     """Build Settings from `--name value` pairs already split by the caller."""
-    values: dict[str, object] = dict(defaults or {})
+    values: dict[str, object] = {}
     for name, value in props.items():
         if name not in PROPERTIES:
             raise BadInput(f"unknown option --{name}")

@@ -40,8 +40,9 @@ class Runner:
     leave it empty.
     """
 
-    def __init__(self, sudo: str = "auto"):
+    def __init__(self, sudo: str = "auto", debug: bool = False):
         self.use_sudo = sudo == "yes" or (sudo == "auto" and os.geteuid() != 0)
+        self.debug = debug          # the debug property: each command's stdout in the log too
         self.helper = helper_path() if self.use_sudo else ""
         self.executed: list[list[str]] = []
         self._served = None         # one `sudo helper --serve` for all of this call's commands
@@ -61,6 +62,8 @@ class Runner:
         log.info("  exit %d in %.3fs", proc.returncode, time.monotonic() - start)
         for line in proc.stderr.splitlines():
             log.info("  stderr: %s", line)
+        for line in proc.stdout.splitlines() if self.debug else ():
+            log.info("  stdout: %s", line)
         if proc.returncode not in accept or (self.use_sudo and proc.returncode == REFUSED):
             raise CommandFailed(full, proc.returncode, proc.stderr)
         return proc

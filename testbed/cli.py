@@ -43,7 +43,6 @@ def main(argv=None) -> int:
     except TestbedError as err:
         print(f"testbed: {err}", file=sys.stderr)
         return 1
-    return 2
 
 
 def connect(args, steps):

@@ -124,7 +124,7 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """The figures of issue #5: what was tried, what survived, what was lost or leaked."""
+    """The fault tier's figures: what was tried, what survived, what was lost or leaked."""
     import sys
     from figures import FIGURES, profile
     api = sys.modules.get("test_script_api")

@@ -1,4 +1,4 @@
-"""The figures of the fault tier (issue #5), filled by the tests that survive a scenario and
+"""The figures of the fault tier, filled by the tests that survive a scenario and
 printed at the end of the run by conftest's terminal summary."""
 
 FIGURES = {}

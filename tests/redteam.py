@@ -1,5 +1,5 @@
 """What a compromised Amanda user would ask root to run: every argv here must be refused, by
-sudo directly and by the helper. Written from the classes of issue #16 (extra arguments, other
+sudo directly and by the helper. Written from the classes of attack (extra arguments, other
 devices, LVM's own names, mount options, symlinks, --config) and what else we found; plus each
 of the plugin's own forms with one argument made hostile.
 

@@ -203,7 +203,7 @@ class VmEngine:
             accel = self._accel(kernel)
             port = _free_port()
             with self.steps.step(f"boot guest ({accel})") as info:
-                for attempt in (1, 2):      # an emulated guest can soft-lock at boot (seen once)
+                for attempt in (1, 2):      # an emulated guest can soft-lock at boot: one retry
                     pid = self._launch(kernel, root, accel, port)
                     self._write_state({"qemu_pid": pid, "port": port, "accel": accel,
                                        "kernel": self.kernel, "started": time.time(),

@@ -1,4 +1,4 @@
-"""`make bench`: the figures of issue #7 on the real fixture, each next to its target.
+"""`make bench`: the performance figures on the real fixture, each next to its target.
 
 (a) plugin overhead: a set-up and tear-down by script-snaplayers against the same argv run bare
     by a shell script, interleaved, per layer combination; (b) startup; (c) testbed timings,
@@ -288,7 +288,7 @@ def main() -> int:
         eng.down()
         cold_engine(fig, kernel)
     client, image = warm_engine(fig, eng)
-    # the four variants the targets were set for (issue #3); vg= and luks= came later
+    # the four variants the targets were set for: the others add layers, not a new kind of cost
     tb = Testbed(client, image, default(new_prefix(), ["md-part-ext4", "md-xfs", "part-xfs", "lv-ext4"]),
                  steps)
     left = {}

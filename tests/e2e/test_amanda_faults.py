@@ -1,4 +1,4 @@
-"""Faults through the real Amanda (issue #5): amdump killed after PRE-DLE-BACKUP, a snapshot
+"""Faults through the real Amanda: amdump killed after PRE-DLE-BACKUP, a snapshot
 that overflows while Amanda dumps, the guest's iSCSI session dropped and restored, the storage
 host's container restarted in the middle of a dump. Every fault happens while the dump is held
 right after snaplayers' PRE-DLE-BACKUP (testbed/scripts/script-testbed-hold), so it lands at

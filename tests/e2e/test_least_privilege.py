@@ -1,5 +1,5 @@
 """Least privilege as the installed plugin has it, in this cell's nodes, with this cell's sudo and
-Python (issue #16): the Amanda user may run one program as root, the helper; the helper refuses
+Python: the Amanda user may run one program as root, the helper; the helper refuses
 every red-team argv; what a VM's filesystem holds (setuid binaries, device nodes) means nothing
 on the storage host; a symlink in the mount base is refused or harmless."""
 

@@ -24,7 +24,7 @@ def test_install_writes_the_plugin_the_helper_the_mount_base_and_sudoers(tmp_pat
     os.chmod(tmp_path, 0o755)       # the helper refuses a base under a directory others write
     base, helper, sudoers = tmp_path / "amsnap", tmp_path / "libexec" / "helper", tmp_path / "sudoers"
     base.mkdir()
-    os.chown(base, 34, 34)          # as the README used to say: the Amanda user's
+    os.chown(base, 34, 34)          # the Amanda user's: install must take it back
     from snaplayers import run
     monkeypatch.setattr(run, "HELPERS", (str(helper),))     # where the plugin looks for it
     assert cli.main(["install", "--user", "backup", "--mount-base", str(base), "--application-dir",

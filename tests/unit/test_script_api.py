@@ -20,7 +20,12 @@ def plugin(tmp_path, monkeypatch):
     system = SimulatedSystem()
     system.add_dir(BASE)
     runner = system.runner()
-    monkeypatch.setattr(amanda, "environment", lambda settings: (runner, system))
+    real = amanda.environment
+
+    def environment(settings):      # the simulated host, with the runner real settings make
+        runner.debug = real(settings)[0].debug
+        return runner, system
+    monkeypatch.setattr(amanda, "environment", environment)
     monkeypatch.setattr(tools, "check", lambda needed: None)
     state, logs = tmp_path / "state", tmp_path / "log"
 
@@ -122,6 +127,13 @@ def test_debug_log_records_commands_and_exit_status(plugin):
     assert log.startswith("script-snaplayers.") and log.endswith(".debug")
     text = (plugin.logs / log).read_text()
     assert "+ /usr/sbin/lvcreate --snapshot" in text and "exit 0 in" in text
+    assert "  stdout: " not in text
+
+
+def test_the_debug_property_adds_each_commands_stdout(plugin):
+    assert plugin(*dle("PRE-DLE-BACKUP", debug="yes")) == 0
+    (log,) = os.listdir(plugin.logs)
+    assert "  stdout:   LVM2_LV_NAME='vol00'" in (plugin.logs / log).read_text().replace("\t", " ")
 
 
 # Hostile and malformed input: one line, non-zero, no command, nothing written.
