@@ -1,3 +1,5 @@
+"""`python -m testbed`: the `testbed` command."""
+
 import sys
 
 from .cli import main

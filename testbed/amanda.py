@@ -1,5 +1,6 @@
-"""A real Amanda server and client around a testbed, set up the way an admin would do it:
-the server on its own node, amandad on storage0 under inetd with bsdtcp auth, the plugin and
+"""A real Amanda server and client around a testbed, set up the way an admin would do it.
+
+The server on its own node, amandad on storage0 under inetd with bsdtcp auth, the plugin and
 its generated sudoers installed as the README says, and the dumptypes from the plugin's examples.
 """
 
@@ -131,8 +132,9 @@ class Dump:
 
 
 class Amanda:
-    def __init__(self, testbed):
+    def __init__(self, testbed, logs: str = ""):
         self.tb = testbed
+        self.logs = logs                # where keep_logs puts them (TESTBED_LOGS); "": the cache's logs/
         self.topo = testbed.topo
         self.layout: Layout = None      # asked of the server's Amanda in create()
         self.runs: Dict[str, int] = {}  # amdumps per config: each is a row of the time profile
@@ -161,11 +163,12 @@ class Amanda:
 
     # -- set-up ---------------------------------------------------------------------------
     def create(self) -> None:
+        import docker.errors
         tb = self.tb
         with tb.steps.step("create amanda server node"):
             try:
                 tb.client.containers.get(self.server)
-            except Exception:
+            except docker.errors.NotFound:
                 tb.client.containers.run(tb.image, ["sleep", "infinity"], name=self.server,
                                          hostname=SERVER, detach=True, network=self.topo.network,
                                          labels=tb.labels(SERVER))
@@ -299,9 +302,10 @@ class Amanda:
 
     def keep_logs(self, what: str) -> str:
         """Copy KEPT, every config's run logs (amdump, log) and the nodes' process lists and
-        kernel messages to the host: into $TESTBED_LOGS (a matrix cell's results) or the
-        cache's logs/; returns the folder."""
-        base = os.environ.get("TESTBED_LOGS") or os.path.join(cache.root(), "logs")
+        kernel messages to the host: into self.logs (TESTBED_LOGS: a matrix cell's results) or
+        the cache's logs/; returns the folder."""
+        import docker.errors
+        base = self.logs or os.path.join(cache.root(), "logs")
         dest = os.path.join(base, f"{self.tb.prefix}-{what}-{time.strftime('%Y%m%d-%H%M%S')}")
         for node in (SERVER, CLIENT):
             self.tb.exec(node, ["sh", "-c", STILL_RUNNING])
@@ -313,7 +317,7 @@ class Amanda:
             for path, into in wanted.items():
                 try:
                     stream, _ = container.get_archive(path)
-                except Exception:
+                except docker.errors.NotFound:
                     continue            # a node without that folder (no run yet) keeps nothing of it
                 os.makedirs(os.path.join(dest, into), exist_ok=True)
                 run(["tar", "-x", "--no-same-owner", "--no-same-permissions", "-C", os.path.join(dest, into)],

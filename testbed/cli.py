@@ -1,22 +1,32 @@
-"""testbed: `engine up|down|status|clean`, and the fixture's `up|down|status|shell NODE`."""
+"""The `testbed` command: the engine, its images, and one live testbed.
+
+Its commands: engine up|down|status|clean, images, and up|down|status|shell NODE|backup for the
+live testbed."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
 
 from . import cache
+from .config import Config
 from .progress import Steps
 from .run import TestbedError
 
 
 def main(argv=None) -> int:
+    try:
+        config = Config.from_env()
+    except TestbedError as err:
+        print(f"testbed: {err}", file=sys.stderr)
+        return 1
     p = argparse.ArgumentParser(prog="testbed", description=__doc__)
-    p.add_argument("--kernel", default=os.environ.get("TESTBED_KERNEL", "6.1"))
-    p.add_argument("--suite", default=os.environ.get("TESTBED_SUITE", "bookworm"))
-    p.add_argument("--layout", default=os.environ.get("TESTBED_LAYOUT", "debian"), choices=("debian", "zmanda"),
+    p.add_argument("--kernel", default=config.kernel)
+    p.add_argument("--suite", default=config.suite)
+    p.add_argument("--layout", default=config.layout, choices=("debian", "zmanda"),
                    help="Amanda's: Debian's packages, or rebuilt as Zmanda's RPMs lay it out")
     sub = p.add_subparsers(dest="command", required=True)
     eng = sub.add_parser("engine", help="the Docker engine that holds testbeds")
@@ -30,44 +40,50 @@ def main(argv=None) -> int:
     sh = sub.add_parser("shell", help="a shell on a node of the live testbed")
     sh.add_argument("node")
     args = p.parse_args(argv)
+    config = dataclasses.replace(config, kernel=args.kernel, suite=args.suite, layout=args.layout)
     steps = Steps(f"testbed {' '.join(sys.argv[1:] if argv is None else argv)}")
+    import docker.errors    # an engine that fails or does not answer is said, not a traceback
+    import requests
     try:
         if args.command == "engine":
-            return engine_command(args, steps)
+            return engine_command(args, config, steps)
         if args.command == "images":
             from .images import node
-            node(connect(args, steps), args.suite, steps, args.layout)
+            node(connect(config, steps), config, steps)
             print(steps.summary())
             return 0
-        return FIXTURE[args.command](args, steps)
+        return FIXTURE[args.command](args, config, steps)
     except TestbedError as err:
         print(f"testbed: {err}", file=sys.stderr)
         return 1
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as err:
+        print(f"testbed: the Docker engine: {err}", file=sys.stderr)
+        return 1
 
 
-def connect(args, steps):
+def connect(config: Config, steps):
     """Bring the chosen engine up and return a docker client for it."""
     import docker
     from .engine import engine
-    eng, _ = engine(args.kernel, steps)
+    eng, _ = engine(config, steps)
     host = eng.up()
     os.environ["DOCKER_HOST"] = host
     return docker.DockerClient(base_url=host, timeout=600)
 
 
-def engine_command(args, steps) -> int:
+def engine_command(args, config: Config, steps) -> int:
     from .engine.vm import VmEngine
     if args.action == "up":
         from .engine import engine
-        eng, why = engine(args.kernel, steps)
+        eng, why = engine(config, steps)
         host = eng.up()
         print(steps.summary())
         print(f"{eng.describe()}\nexport DOCKER_HOST={host}")
         return 0
-    vm = VmEngine(args.kernel, steps)
+    vm = VmEngine(config, steps)
     if args.action == "status":
         st = vm.status()
-        print(f"vm-{args.kernel}: {st['state']}" + (f" ({st['why']})" if st.get("why") else ""))
+        print(f"vm-{config.kernel}: {st['state']}" + (f" ({st['why']})" if st.get("why") else ""))
         if st["state"] == "running":
             print(f"  qemu pid {st['qemu_pid']}, {st['accel']}, kernel {st['kernel_version']}, "
                   f"DOCKER_HOST={vm.docker_host}")
@@ -83,44 +99,45 @@ def engine_command(args, steps) -> int:
     return 2
 
 
-LIVE = os.path.join(cache.root(), "run", "testbed.json")
+def live_path() -> str:
+    """The live testbed's journal: written before it is created, removed when it is destroyed."""
+    return os.path.join(cache.root(), "run", "testbed.json")
 
 
 def _live():
     try:
         import json
-        with open(LIVE) as f:
+        with open(live_path()) as f:
             return json.load(f)
     except (OSError, ValueError):
         raise TestbedError("no live testbed: run `testbed up` (or `make testbed`)") from None
 
 
-def fixture_up(args, steps) -> int:
+def fixture_up(args, config: Config, steps) -> int:
     import json
 
     from .fixture import Testbed, new_prefix
     from .images import node
+    from .lifecycle import Lifecycle
     from .topology import default
-    client = connect(args, steps)
-    image = node(client, args.suite, steps, args.layout)
+    client = connect(config, steps)
+    image = node(client, config, steps)
     try:
-        old = _live()
-        Testbed(client, image, default(old["prefix"]), steps).destroy()     # destroy first
+        old = [Testbed(client, image, default(_live()["prefix"]), steps)]     # destroy first
     except TestbedError:
-        pass
+        old = []
     tb = Testbed(client, image, default(new_prefix()), steps)
-    os.makedirs(os.path.dirname(LIVE), exist_ok=True)
-    with open(LIVE, "w") as f:
-        json.dump({"prefix": tb.prefix, "image": image, "docker_host": os.environ["DOCKER_HOST"],
-                   "kernel": args.kernel, "suite": args.suite, "layout": args.layout}, f)
-    try:
-        tb.create()
-        tb.converge()
-        tb.verify()
-    except BaseException:
+
+    def record():
+        os.makedirs(os.path.dirname(live_path()), exist_ok=True)
+        with open(live_path(), "w") as f:
+            json.dump({"prefix": tb.prefix, "image": image, "docker_host": os.environ["DOCKER_HOST"],
+                       "kernel": config.kernel, "suite": config.suite, "layout": config.layout}, f)
+
+    def failed(tb):
         print(f"testbed: set-up failed; destroying {tb.prefix}", file=sys.stderr)
-        tb.destroy()
-        raise
+
+    Lifecycle(tb, first=old, record=record, failed=failed).up()
     print(steps.summary())
     print(f"\ntestbed {tb.prefix} is up:")
     for v in tb.topo.variants:
@@ -141,12 +158,13 @@ def _client_for(live):
     return docker.DockerClient(base_url=live["docker_host"], timeout=600)
 
 
-def fixture_down(args, steps) -> int:
+def fixture_down(args, config: Config, steps) -> int:
     from .fixture import Testbed
+    from .lifecycle import Lifecycle
     from .topology import default
     live = _live()
-    left = Testbed(_client_for(live), live["image"], default(live["prefix"]), steps).destroy()
-    os.unlink(LIVE)
+    left = Lifecycle(Testbed(_client_for(live), live["image"], default(live["prefix"]), steps)).down()
+    os.unlink(live_path())
     leaked = {k: v for k, v in left.items() if v}
     print(steps.summary())
     if leaked:
@@ -156,7 +174,7 @@ def fixture_down(args, steps) -> int:
     return 0
 
 
-def fixture_status(args, steps) -> int:
+def fixture_status(args, config: Config, steps) -> int:
     live = _live()
     client = _client_for(live)
     from . import LABEL
@@ -166,7 +184,7 @@ def fixture_status(args, steps) -> int:
     return 0
 
 
-def fixture_shell(args, steps) -> int:
+def fixture_shell(args, config: Config, steps) -> int:
     live = _live()
     name = f"{live['prefix']}-{args.node}"
     os.environ["DOCKER_HOST"] = live["docker_host"]
@@ -176,14 +194,14 @@ def fixture_shell(args, steps) -> int:
     os.execvp(docker_cli, [docker_cli, "exec", "-it", name, "bash"])
 
 
-def fixture_backup(args, steps) -> int:
+def fixture_backup(args, config: Config, steps) -> int:
     from .amanda import Amanda
     from .backup import dump_while_writing, table, verify
     from .fixture import Testbed
     from .topology import default
     live = _live()
     tb = Testbed(_client_for(live), live["image"], default(live["prefix"]), steps)
-    am = Amanda(tb)
+    am = Amanda(tb, config.logs)
     am.create()
     with steps.step("amcheck") as info:
         code, out = am.amcheck()

@@ -17,10 +17,10 @@ KERNELS = {  # kernel flavour -> (suite whose archive ships it, metapackage)
 }
 
 
-def mirror() -> str:
-    """The host's own Debian mirror (TESTBED_MIRROR overrides): no host is named in this code."""
-    if os.environ.get("TESTBED_MIRROR"):
-        return os.environ["TESTBED_MIRROR"]
+def mirror(chosen: str) -> str:
+    """chosen (TESTBED_MIRROR), else the host's own Debian mirror: no host is named in this code."""
+    if chosen:
+        return chosen
     for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*"))]:
         try:
             text = open(path).read()
@@ -46,8 +46,9 @@ def need(*tools: str) -> None:
 class Apt:
     """A private apt state for one suite: the host's apt configuration stays untouched."""
 
-    def __init__(self, suite: str, kind: str = "deb"):
+    def __init__(self, suite: str, archive: str, kind: str = "deb"):
         self.suite = suite
+        self.archive = archive  # TESTBED_MIRROR; "": the host's own mirror
         self.kind = kind        # "deb-src": source packages
         self.dir = os.path.join(cache.root(), "apt", suite if kind == "deb" else f"{suite}-src")
 
@@ -61,11 +62,11 @@ class Apt:
         os.makedirs(f"{self.dir}/state/lists/partial", exist_ok=True)
         os.makedirs(f"{self.dir}/cache/archives/partial", exist_ok=True)
         with open(f"{self.dir}/sources.list", "w") as f:
-            f.write(f"{self.kind} [trusted=yes] {mirror()} {self.suite} main\n")
+            f.write(f"{self.kind} [trusted=yes] {mirror(self.archive)} {self.suite} main\n")
         try:
             run(["apt-get", *self._opts(), "update"], timeout=600)
         except TestbedError as err:
-            raise TestbedError(f"the Debian archive {mirror()} is unreachable: {err}") from None
+            raise TestbedError(f"the Debian archive {mirror(self.archive)} is unreachable: {err}") from None
 
     def depends(self, package: str) -> str:
         out = run(["apt-cache", *self._opts(), "depends", package]).stdout.decode()
@@ -95,12 +96,12 @@ class Apt:
         return debs[0]
 
 
-def mmdebstrap(suite: str, packages, out_tar: str) -> None:
+def mmdebstrap(suite: str, packages, out_tar: str, archive: str) -> None:
     need("mmdebstrap")
     excludes = ["--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
                 "--dpkgopt=path-exclude=/usr/share/locale/*", "--dpkgopt=path-include=/usr/share/doc/*/copyright"]
     try:
         run(["mmdebstrap", "--variant=minbase", "--quiet", f"--include={','.join(packages)}", *excludes,
-             suite, out_tar, mirror()], timeout=1800)
+             suite, out_tar, mirror(archive)], timeout=1800)
     except TestbedError as err:
         raise TestbedError(f"mmdebstrap {suite} failed (is the Debian archive reachable?): {err}") from None

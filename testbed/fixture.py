@@ -1,8 +1,10 @@
-"""A testbed's lifecycle, as molecule names it: destroy, create, converge, verify, destroy.
+"""A testbed's nodes and its stack, in molecule's steps: create, converge, verify, destroy.
 
-Every step is idempotent. Containers and networks carry labels, kernel objects carry the
-testbed's prefix: destroy finds and removes them by that alone, so it also cleans up after an
-interrupted run, and the leak check looks for the same names afterwards.
+lifecycle.py runs them in order.
+
+Containers and networks carry labels, kernel objects carry the testbed's prefix: destroy finds
+and removes them by that alone, so it also cleans up after an interrupted run, and the leak check
+looks for the same names afterwards. Each step's docstring says what running it again does.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import secrets
 from typing import Dict, List, Optional
 
 from . import LABEL, PREFIX
-from .kernel import ISCSID, PRIVILEGED, ensure_iscsid, image_of_iscsid, iscsiadm
+from .iscsid import ISCSID, PRIVILEGED, ensure_iscsid, image_of_iscsid, iscsiadm
 from .progress import Steps
-from .run import TestbedError
+from .run import Result, TestbedError, exec_in, run_container
 from .topology import WRONG_KEY, Topology
 
 SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
+PRELUDE = "prelude.py"
 
 
 def new_prefix(worker: str = "") -> str:
@@ -27,8 +30,14 @@ def new_prefix(worker: str = "") -> str:
 
 
 def script(name: str) -> str:
+    """The text of scripts/name, sent to a node as an argument; a Python one after the prelude
+    that gives every in-node script the same sh()."""
     with open(os.path.join(SCRIPTS, name)) as f:
-        return f.read()
+        text = f.read()
+    if not name.endswith(".py"):
+        return text
+    with open(os.path.join(SCRIPTS, PRELUDE)) as f:
+        return f.read() + "\n\n" + text
 
 
 class Testbed:
@@ -47,19 +56,16 @@ class Testbed:
         return {LABEL: self.prefix, f"{LABEL}.role": role}
 
     # -- running things on nodes ----------------------------------------------------------
-    def run(self, node: str, argv: List[str], user: str = "root", environment: Optional[dict] = None):
-        """(exit status, stdout, stderr) of argv on node."""
-        container = self.client.containers.get(self.topo.container(node))
-        code, (out, err) = container.exec_run(argv, user=user, environment=environment, demux=True)
-        return code, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+    def run(self, node: str, argv: List[str], user: str = "root", environment: Optional[dict] = None) -> Result:
+        """(exit status, stdout, stderr) of argv on node, whatever the status."""
+        return exec_in(self.client.containers.get(self.topo.container(node)), argv, where=node,
+                       user=user, environment=environment, check=False)
 
     def exec(self, node: str, argv: List[str], check: bool = True, user: str = "root",
              environment: Optional[dict] = None) -> str:
-        code, out, err = self.run(node, argv, user, environment)
-        if check and code != 0:
-            shown = " ".join(a if len(a) < 80 else a[:60] + "..." for a in argv)
-            raise TestbedError(f"{node}: `{shown}` exited {code}:\n{(out + err).strip()[-2000:]}")
-        return out
+        """stdout of argv on node; unless check is False, a failure raises CommandFailed."""
+        return exec_in(self.client.containers.get(self.topo.container(node)), argv, where=node,
+                       user=user, environment=environment, check=check).stdout
 
     def python(self, node: str, name: str, action: str, spec: dict) -> dict:
         out = self.exec(node, ["python3", "-c", script(name), action, json.dumps(spec)])
@@ -71,6 +77,9 @@ class Testbed:
 
     # -- lifecycle ------------------------------------------------------------------------
     def create(self) -> None:
+        """The engine's iscsid (if it is not up), the network, and the storage hosts' and the
+        guest's containers. Expects none of the testbed's own: run again, or after an interrupted
+        run, it fails on the first container name that exists (409 Conflict); destroy first."""
         with self.steps.step(f"create {self.prefix}: network and containers"):
             ensure_iscsid(self.client, self.image)
             self.client.networks.create(self.topo.network, driver="bridge",
@@ -98,6 +107,10 @@ class Testbed:
             self.exec(node, ["sh", "-c", "mount -t configfs none /sys/kernel/config 2>/dev/null; true"])
 
     def converge(self) -> None:
+        """Builds the stack once, on the containers create made: PVs, VGs, LVs and LIO targets
+        on the storage hosts, the guest's iSCSI sessions, md, GPT, LUKS, LVM, filesystems and
+        data. Not molecule's converge, which may run again: storage.py makes its PV and VG
+        unconditionally, so a second run fails there."""
         targets = []
         # the LUKS variants' keys: the guest formats with them, the plugin opens with them
         keys = {name: os.urandom(32).hex() for name in self.topo.keys()}
@@ -148,6 +161,7 @@ class Testbed:
         return self.topo.device(self.topo.variant(variant))
 
     def verify(self) -> None:
+        """Every variant's filesystem is mounted in the guest, of its type. Changes nothing."""
         with self.steps.step("verify: arrays, sessions, mounts"):
             for v in self.topo.variants:
                 out = self.exec(self.topo.guest, ["findmnt", "-n", "-o", "FSTYPE", self.mountpoint(v.name)])
@@ -156,7 +170,8 @@ class Testbed:
 
     def destroy(self) -> dict:
         """Containers and network by label, then every kernel object by prefix; returns what
-        is still there (the leak check: empty means nothing leaked)."""
+        is still there (the leak check: empty means nothing leaked). Runs on any state, as
+        often as wanted: what is not there is not removed."""
         with self.steps.step(f"destroy {self.prefix}") as info:
             for c in self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.prefix}"}):
                 c.remove(force=True)
@@ -171,10 +186,11 @@ def janitor(client, image: str, prefixes: List[str], action: str) -> dict:
     """Run the janitor in a throw-away privileged container next to the engine's iscsid, from
     its image: its iscsiadm is the one that made the sessions."""
     ensure_iscsid(client, image)
-    out = client.containers.run(
-        image_of_iscsid(client), ["sh", "-c", 'mount -t configfs none /sys/kernel/config 2>/dev/null; exec python3 -c "$0" "$@"',
-                script("janitor.py"), action, json.dumps({"prefixes": prefixes})],
-        remove=True, pid_mode="host", labels={LABEL: "janitor"}, **PRIVILEGED)
+    out = run_container(
+        client, image_of_iscsid(client),
+        ["sh", "-c", 'mount -t configfs none /sys/kernel/config 2>/dev/null; exec python3 -c "$0" "$@"',
+         script("janitor.py"), action, json.dumps({"prefixes": prefixes})],
+        where="janitor", pid_mode="host", labels={LABEL: "janitor"}, **PRIVILEGED)
     left = json.loads(out.decode().strip().splitlines()[-1])
     left["containers"] = [c.name for c in client.containers.list(all=True)
                           if c.labels.get(LABEL, "") in prefixes]

@@ -1,6 +1,7 @@
-"""Images without a registry: a base per Debian suite made natively by mmdebstrap and
-`docker import`ed, then images/node/Dockerfile FROM it. Tags carry a hash of their inputs, so
-an image is rebuilt only when its inputs change."""
+"""The node images, made without a registry and tagged by a hash of their inputs.
+
+A base per Debian suite made natively by mmdebstrap and `docker import`ed, then
+images/node/Dockerfile FROM it: an image is rebuilt only when its inputs change."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import shutil
 import tempfile
 
 from . import cache
+from .config import Config
 from .debian import mmdebstrap
 from .progress import Steps
-from .run import TestbedError
+from .run import TestbedError, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGES = os.path.join(ROOT, "images")
@@ -24,14 +26,16 @@ def packages():
 
 
 def _has(client, tag: str) -> bool:
+    """Whether the engine holds tag; an engine that does not answer raises."""
+    import docker.errors
     try:
         client.images.get(tag)
         return True
-    except Exception:
+    except docker.errors.NotFound:      # ImageNotFound, or a 404 worded otherwise
         return False
 
 
-def base(client, suite: str, steps: Steps) -> str:
+def base(client, suite: str, steps: Steps, archive: str) -> str:
     digest = cache.key(suite, packages(), 1)
     tag = f"sltb-base:{suite}-{digest}"
     if _has(client, tag):
@@ -41,7 +45,7 @@ def base(client, suite: str, steps: Steps) -> str:
     with steps.step(f"base rootfs {suite} (mmdebstrap, native)", cached=art.done):
         if not art.done:
             with art.building():
-                mmdebstrap(suite, packages(), art.path("rootfs.tar"))
+                mmdebstrap(suite, packages(), art.path("rootfs.tar"), archive)
     with steps.step(f"import base image {suite} ({os.path.getsize(art.path('rootfs.tar')) >> 20} MiB)"):
         client.api.import_image_from_file(art.path("rootfs.tar"), repository=tag.split(":")[0],
                                           tag=tag.split(":")[1])
@@ -51,14 +55,12 @@ def base(client, suite: str, steps: Steps) -> str:
 def _context(tmp: str) -> str:
     """images/node plus the one-file plugin from this working tree, made as `make dist` makes
     it; the image installs it with its own `snaplayers install`, as an admin would."""
-    import subprocess
     import sys
     ctx = os.path.join(tmp, "node")
     shutil.copytree(os.path.join(IMAGES, "node"), ctx)
     shutil.copy(os.path.join(IMAGES, "packages"), os.path.join(ctx, "packages"))
-    subprocess.run([sys.executable, "-c", "import sys; from snaplayers.cli import build_zipapp; "
-                    "build_zipapp(sys.argv[1])", os.path.join(ctx, "snaplayers.pyz")],
-                   check=True, capture_output=True, cwd=ROOT)
+    run([sys.executable, "-c", "import sys; from snaplayers.cli import build_zipapp; "
+         "build_zipapp(sys.argv[1])", os.path.join(ctx, "snaplayers.pyz")], cwd=ROOT)
     return ctx
 
 
@@ -77,18 +79,19 @@ def _plugin_hash() -> str:
 LAYOUTS = ("debian", "zmanda")
 
 
-def node(client, suite: str = "bookworm", steps: Steps = None, layout: str = "debian") -> str:
-    """The node image of a suite; layout "zmanda": Amanda rebuilt with Zmanda's RPM layout."""
+def node(client, config: Config, steps: Steps = None) -> str:
+    """The node image of config's suite; layout "zmanda": Amanda rebuilt with Zmanda's RPM layout."""
     steps = steps or Steps("images")
-    if layout not in LAYOUTS:
-        raise TestbedError(f"layout {layout!r}: one of {', '.join(LAYOUTS)}")
-    tag = debian_node(client, suite, steps)
-    return tag if layout == "debian" else zmanda_node(client, suite, tag, steps)
+    if config.layout not in LAYOUTS:
+        raise TestbedError(f"layout {config.layout!r}: one of {', '.join(LAYOUTS)}")
+    tag = debian_node(client, config.suite, steps, config.mirror)
+    return tag if config.layout == "debian" else zmanda_node(client, config, tag, steps)
 
 
-def zmanda_node(client, suite: str, base_tag: str, steps: Steps) -> str:
+def zmanda_node(client, config: Config, base_tag: str, steps: Steps) -> str:
     from .zmanda import GROUP, UID, USER, amanda_tar
-    tar = amanda_tar(suite, steps)
+    suite = config.suite
+    tar = amanda_tar(config, steps)
     context = os.path.join(IMAGES, "zmanda")
     digest = cache.key(base_tag, _tree_hash(context), cache.file_hash(tar))
     tag = f"sltb-node:{suite}-zmanda-{digest}"
@@ -104,8 +107,8 @@ def zmanda_node(client, suite: str, base_tag: str, steps: Steps) -> str:
     return tag
 
 
-def debian_node(client, suite: str, steps: Steps) -> str:
-    base_tag = base(client, suite, steps)
+def debian_node(client, suite: str, steps: Steps, archive: str) -> str:
+    base_tag = base(client, suite, steps, archive)
     digest = cache.key(base_tag, _tree_hash(os.path.join(IMAGES, "node")), packages(), _plugin_hash())
     tag = f"sltb-node:{suite}-{digest}"
     with steps.step(f"node image {suite}", cached=_has(client, tag)):

@@ -1,6 +1,7 @@
-"""Amanda as Zmanda's RPMs lay it out (user `amandabackup` in group `disk`, programs and the
-application directory under /usr/libexec/amanda), built natively from Debian's own source
-package of the suite: the matrix's layout cell. The result is a tar of `make install`, cached."""
+"""Amanda built natively from Debian's source package as Zmanda's RPMs lay it out, as a tar.
+
+User `amandabackup` in group `disk`, programs and the application directory under
+/usr/libexec/amanda: the matrix's layout cell. The result is a tar of `make install`, cached."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import os
 import shlex
 import tempfile
 import urllib.request
+from typing import Sequence
 
 from . import cache
+from .config import Config
 from .debian import Apt, mirror, need
 from .progress import Steps
 from .run import TestbedError, run
@@ -25,18 +28,18 @@ CONFIGURE = ["--prefix=/usr", "--bindir=/usr/sbin", "--sbindir=/usr/sbin", "--li
              "--with-debugging=/var/log/amanda", "--with-gnutar-listdir=/var/lib/amanda/gnutar-lists",
              "--with-amandates=/var/lib/amanda/amandates", "--with-index-server=localhost",
              "--with-tcpportrange=50000,50100", "--with-udpportrange=840,860", "--without-ipv6"]
-# Where a source file the mirror lacks may be found (the orig tarball is shared with Ubuntu's
-# package); every file is checked against the sha256 of Debian's Sources index.
-FALLBACKS = os.environ.get("TESTBED_SOURCE_MIRRORS", "http://archive.ubuntu.com/ubuntu/pool/universe").split()
 
 
-def fetch_source(suite: str, package: str, dest: str) -> str:
-    """Download a Debian source package's files into dest; returns the .dsc path."""
-    apt = Apt(suite, "deb-src")
+def fetch_source(suite: str, package: str, dest: str, archive: str, fallbacks: Sequence[str]) -> str:
+    """Download a Debian source package's files into dest; returns the .dsc path. fallbacks:
+    where a file the archive lacks may be found (the orig tarball is shared with Ubuntu's
+    package); every file is checked against the sha256 of Debian's Sources index."""
+    apt = Apt(suite, archive, "deb-src")
     apt.update()
     directory, files = apt.source_files(package)
     for name, digest in files.items():
-        urls = [f"{mirror()}/{directory}/{name}"] + [f"{m}/{directory.split('/', 2)[2]}/{name}" for m in FALLBACKS]
+        urls = [f"{mirror(archive)}/{directory}/{name}"] + [f"{m}/{directory.split('/', 2)[2]}/{name}"
+                                                           for m in fallbacks]
         for url in urls:
             try:
                 data = urllib.request.urlopen(url, timeout=120).read()
@@ -52,17 +55,20 @@ def fetch_source(suite: str, package: str, dest: str) -> str:
     return os.path.join(dest, next(n for n in files if n.endswith(".dsc")))
 
 
-def amanda_tar(suite: str, steps: Steps) -> str:
-    """The tar of Amanda's `make install` with the Zmanda layout; built once per input."""
+def amanda_tar(config: Config, steps: Steps) -> str:
+    """The tar of Amanda's `make install` with the Zmanda layout, for config's suite; built once
+    per input."""
+    suite = config.suite
     art = cache.Artifact("amanda-zmanda", cache.key(suite, CONFIGURE, USER, UID, 1))
     with steps.step(f"Amanda {suite} source, Zmanda layout (native build)", cached=art.done):
         if not art.done:
             with art.building(), tempfile.TemporaryDirectory() as tmp:
-                build(suite, fetch_source(suite, "amanda", tmp), art.dir)
+                dsc = fetch_source(suite, "amanda", tmp, config.mirror, config.source_mirrors)
+                build(suite, dsc, art.dir, config.mirror)
     return art.path("amanda.tar")
 
 
-def build(suite: str, dsc: str, out: str) -> None:
+def build(suite: str, dsc: str, out: str, archive: str) -> None:
     need("mmdebstrap")
     src = os.path.dirname(dsc)
     inside = " && ".join([
@@ -84,6 +90,6 @@ def build(suite: str, dsc: str, out: str) -> None:
              f"--customize-hook=sync-in {shlex.quote(src)} /build/in",
              f"--customize-hook=chroot \"$1\" sh -c {shlex.quote(inside)} || {{ {show_logs}; }}",
              f"--customize-hook=copy-out /build/amanda.tar {shlex.quote(out)}",
-             suite, "/dev/null", mirror()], timeout=3600)
+             suite, "/dev/null", mirror(archive)], timeout=3600)
     except TestbedError as err:
         raise TestbedError(f"building Amanda ({suite}) with the Zmanda layout failed: {err}") from None

@@ -7,15 +7,6 @@ import pytest
 
 from testbed.topology import default
 
-KERNEL = os.environ.get("TESTBED_KERNEL", "6.1")
-SUITE = os.environ.get("TESTBED_SUITE", "bookworm")
-# "zmanda": Amanda rebuilt with Zmanda's RPM layout (user amandabackup, /usr/libexec/amanda)
-LAYOUT = os.environ.get("TESTBED_LAYOUT", "debian")
-# other testbeds share this engine (matrix cells): no global reset, no global leak check
-SHARED = os.environ.get("TESTBED_SHARED") == "1"
-# a matrix cell's report: the versions its nodes really run
-REPORT = os.environ.get("TESTBED_CELL_REPORT")
-
 
 @pytest.fixture(scope="session")
 def worker(request):
@@ -23,21 +14,29 @@ def worker(request):
 
 
 @pytest.fixture(scope="session")
-def steps():
+def testbed_config():
+    """TESTBED_* as `testbed` reads them: a matrix cell sets them for its child pytest."""
+    from testbed.config import Config
+    return Config.from_env()
+
+
+@pytest.fixture(scope="session")
+def steps(testbed_config):
     from figures import STEPS
     from testbed.progress import Steps
-    s = Steps(f"testbed session (kernel {KERNEL}, {SUITE}, Amanda layout {LAYOUT})")
+    c = testbed_config
+    s = Steps(f"testbed session (kernel {c.kernel}, {c.suite}, Amanda layout {c.layout})")
     STEPS.append(s)                        # printed in the time profile at the end
     return s
 
 
 @pytest.fixture(scope="session")
-def engine(steps):
+def engine(testbed_config, steps):
     """A docker client for an engine whose kernel holds dm, md, LIO and iSCSI."""
     import docker
 
     from testbed.engine import engine as choose
-    eng, why = choose(KERNEL, steps)
+    eng, why = choose(testbed_config, steps)
     host = eng.up()
     os.environ["DOCKER_HOST"] = host       # testinfra's docker backend reads it
     client = docker.DockerClient(base_url=host, timeout=900)
@@ -46,32 +45,29 @@ def engine(steps):
 
 
 @pytest.fixture(scope="session")
-def node_image(engine, steps):
+def node_image(engine, testbed_config, steps):
     from testbed import cache
     from testbed.images import node
     with cache.lock("images"):             # xdist workers build it once
-        return node(engine, SUITE, steps, LAYOUT)
+        return node(engine, testbed_config, steps)
 
 
 @pytest.fixture(scope="session")
-def testbed(engine, node_image, steps, worker):
+def testbed(engine, node_image, testbed_config, steps, worker):
     from testbed.fixture import Testbed, janitor, new_prefix, reset
-    if worker == "master" and not SHARED:
+    from testbed.lifecycle import Lifecycle
+    # other testbeds share this engine (matrix cells): no global reset, no global leak check
+    shared = testbed_config.shared
+    if worker == "master" and not shared:
         reset(engine, node_image)          # destroy first: leftovers of an interrupted run
     tb = Testbed(engine, node_image, default(new_prefix(worker if worker != "master" else "")), steps)
-    tb.destroy()
-    try:
-        tb.create()
-        tb.converge()
-        tb.verify()
-    except BaseException:
-        tb.destroy()
-        raise
-    if REPORT:
-        report_versions(tb, REPORT)
+    life = Lifecycle(tb, first=[tb])
+    life.up()
+    if testbed_config.cell_report:
+        report_versions(tb, testbed_config.cell_report)
     yield tb
-    left = tb.destroy()
-    if worker == "master" and not SHARED:  # nobody else runs now: snaplayers' own objects too
+    left = life.down()
+    if worker == "master" and not shared:  # nobody else runs now: snaplayers' own objects too
         more = janitor(engine, node_image, ["snaplayers-", "snaplayers_", ".amsnap"], "check")
         left = {k: left.get(k, []) + more.get(k, []) for k in set(left) | set(more)}
     leaked = {k: v for k, v in left.items() if v}
@@ -96,10 +92,10 @@ def report_versions(tb, path):
 
 
 @pytest.fixture(scope="session")
-def amanda(testbed):
+def amanda(testbed, testbed_config):
     """A real Amanda server next to the testbed; storage0 is its client."""
     from testbed.amanda import Amanda
-    am = Amanda(testbed)
+    am = Amanda(testbed, testbed_config.logs)
     am.create()
     return am
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Dict, Optional, Tuple, Union
 
+from ..config import Config
 from ..run import TestbedError
 
 FEATURES = ("loop", "dm", "dm_snapshot", "md_raid1", "lio", "lio_iscsi", "iscsi_tcp")
@@ -17,14 +18,14 @@ FEATURES = ("loop", "dm", "dm_snapshot", "md_raid1", "lio", "lio_iscsi", "iscsi_
 Probe = Union[None, str, Dict[str, bool]]   # no engine / why the probe failed / feature table
 
 
-def choose(env: Dict[str, str], probe_local: Callable[[], Probe]) -> Tuple[str, str]:
-    forced = env.get("TESTBED_ENGINE", "")
+def choose(forced: str, probe_local: Callable[[], Probe], docker_host: Optional[str] = None) -> Tuple[str, str]:
+    """forced: TESTBED_ENGINE's value ("" to probe); docker_host: DOCKER_HOST's, if set."""
     if forced in ("local", "vm"):
         return forced, f"TESTBED_ENGINE={forced}"
     if forced:
         raise TestbedError(f"TESTBED_ENGINE={forced!r}: use local or vm")
     found = probe_local()
-    where = env.get("DOCKER_HOST") or "the local socket"
+    where = docker_host or "the local socket"
     if found is None:
         return "vm", f"no Docker engine answers at {where}"
     if isinstance(found, str):
@@ -35,12 +36,12 @@ def choose(env: Dict[str, str], probe_local: Callable[[], Probe]) -> Tuple[str, 
     return "local", f"the kernel of the engine at {where} has {', '.join(FEATURES)}"
 
 
-def engine(kernel: str = "6.1", steps=None, env: Optional[Dict[str, str]] = None):
+def engine(config: Config, steps=None):
     """The engine to use, and why (printed by every command that starts one)."""
     from .local import LocalEngine, probe
     from .vm import VmEngine
-    env = dict(os.environ) if env is None else env
-    kind, why = choose(env, lambda: probe(steps))
+    # DOCKER_HOST is docker's own switch, read where the docker SDK reads it
+    kind, why = choose(config.engine, lambda: probe(steps), os.environ.get("DOCKER_HOST"))
     if steps is not None:
         steps.say(f"engine: {kind} ({why})")
-    return (LocalEngine(steps) if kind == "local" else VmEngine(kernel, steps)), why
+    return (LocalEngine(steps) if kind == "local" else VmEngine(config, steps)), why

@@ -29,10 +29,11 @@ has iscsi_tcp /sys/module/iscsi_tcp
 
 def _busybox_image(client) -> None:
     """A one-file image made here: the probe needs no registry."""
+    import docker.errors
     try:
         client.images.get(PROBE_IMAGE)
         return
-    except Exception:
+    except docker.errors.NotFound:
         pass
     busybox = shutil.which("busybox")
     if not busybox:
@@ -51,17 +52,19 @@ def _busybox_image(client) -> None:
 def probe(steps=None):
     """None if no engine answers; a reason if the privileged probe cannot run; else features."""
     import docker
+    import requests
     try:
         client = docker.from_env(timeout=20)
         client.ping()
-    except Exception:
+    except (docker.errors.DockerException, requests.exceptions.RequestException):
         return None
     try:
         _busybox_image(client)
         volumes = {"/lib/modules": {"bind": "/lib/modules", "mode": "ro"}} if os.path.isdir("/lib/modules") else {}
         out = client.containers.run(PROBE_IMAGE, ["sh", "-c", PROBE_SCRIPT], privileged=True,
                                     remove=True, volumes=volumes, labels={"io.snaplayers.testbed": "probe"})
-    except Exception as err:
+    # the engine answered but refused (no privilege), or the probe failed or could not be made
+    except (docker.errors.APIError, docker.errors.ContainerError, TestbedError) as err:
         return " ".join(str(err).split())[:200]
     return {line.split()[0]: line.split()[1] == "yes"
             for line in out.decode().splitlines() if len(line.split()) == 2}

@@ -1,17 +1,17 @@
-"""The VM engine: a QEMU guest with a stock Debian kernel runs dockerd; its socket reaches the
-host only through ssh (a per-engine key), as a unix socket: DOCKER_HOST is the only switch.
+"""Running the VM engine: a QEMU guest whose dockerd reaches the host through ssh only.
 
-Artifacts (kernel, initramfs, root disk) are cached by their inputs; the data disk, which
+A stock Debian kernel runs dockerd; its socket reaches the host only through ssh (a per-engine
+key), as a unix socket: DOCKER_HOST is the only switch.
+
+It boots the artifacts artifacts.py builds (kernel, initramfs, root disk); the data disk, which
 holds dockerd's images, persists between boots, so a warm `up` only boots.
 """
 
 from __future__ import annotations
 
 import base64
-import glob
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,24 +20,14 @@ import time
 from typing import Optional
 
 from .. import cache
-from ..debian import KERNELS, Apt, mmdebstrap, need
+from ..config import Config
+from ..debian import KERNELS, need
 from ..progress import Steps
-from ..run import TestbedError, run
+from ..run import TestbedError, run, ssh
+from . import artifacts
 
-GUEST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guest")
-ENGINE_SUITE = "bookworm"
-ENGINE_PACKAGES = ["docker.io", "kmod", "iproute2", "openssh-server", "e2fsprogs", "procps",
-                   "util-linux", "iptables", "ca-certificates"]
-ROOT_MODULES = ["virtio_pci", "virtio_blk", "ext4"]      # what the initramfs loads
-MEMORY_MB = int(os.environ.get("TESTBED_VM_MEMORY", "4096"))
 DATA_DISK = "64G"       # sparse: it grows as images and backing files fill it
 READY_TIMEOUT = 300
-RECIPE_VERSION = 1      # bump when the way the root disk is assembled changes
-
-
-def _recipe() -> str:
-    files = sorted(glob.glob(os.path.join(GUEST, "*")))
-    return cache.key(ENGINE_SUITE, ENGINE_PACKAGES, ROOT_MODULES, cache.file_hash(*files), RECIPE_VERSION)
 
 
 def _alive(pid: int, needle: str) -> bool:
@@ -57,9 +47,11 @@ def _free_port() -> int:
 class VmEngine:
     kind = "vm"
 
-    def __init__(self, kernel: str = "6.1", steps: Optional[Steps] = None):
+    def __init__(self, config: Config, steps: Optional[Steps] = None):
+        kernel = config.kernel
         if kernel not in KERNELS:
             raise TestbedError(f"unknown guest kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+        self.config = config
         self.kernel = kernel
         self.steps = steps or Steps(f"engine vm-{kernel}")
         self.dir = os.path.join(cache.root(), "run", f"vm-{kernel}")
@@ -75,91 +67,6 @@ class VmEngine:
     def describe(self) -> str:
         st = self._state() or {}
         return f"vm engine: Debian kernel {st.get('kernel_version', self.kernel)} under QEMU/{st.get('accel', '?')}"
-
-    # -- artifacts ------------------------------------------------------------------------
-    def _kernel(self) -> cache.Artifact:
-        suite, meta = KERNELS[self.kernel]
-        art = cache.Artifact("kernel", cache.key(self.kernel, suite, meta, ROOT_MODULES, 2))
-        with self.steps.step(f"kernel {self.kernel} ({suite})", cached=art.done) as info:
-            if art.done:
-                return art
-            need("apt-get", "dpkg-deb", "depmod", "busybox", "cpio")
-            with art.building():
-                apt = Apt(suite)
-                apt.update()
-                package = apt.depends(meta)
-                self.steps.say(f"downloading {package} {apt.version(package)}")
-                deb = apt.download(package, art.dir)
-                tree = art.path("tree")
-                run(["dpkg-deb", "-x", deb, tree])
-                os.unlink(deb)
-                mods = glob.glob(f"{tree}/lib/modules/*") + glob.glob(f"{tree}/usr/lib/modules/*")
-                version = os.path.basename(mods[0])
-                shutil.move(mods[0], art.path("modules"))
-                shutil.move(glob.glob(f"{tree}/boot/vmlinuz-*")[0], art.path("vmlinuz"))
-                shutil.rmtree(tree)
-                self._initrd(art, version)
-                with open(art.path("version"), "w") as f:
-                    f.write(version)
-            info["how"] = f"built ({package})"
-        return art
-
-    def _initrd(self, art: cache.Artifact, version: str) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            lib = os.path.join(tmp, "lib", "modules", version)
-            os.makedirs(os.path.join(tmp, "lib", "modules"))
-            shutil.copytree(art.path("modules"), lib, symlinks=True)
-            run(["depmod", "-b", tmp, version])
-            order = []
-            for module in ROOT_MODULES:
-                out = run(["modprobe", "-d", tmp, "-S", version, "--show-depends", module]).stdout.decode()
-                order += [line.split()[1] for line in out.splitlines() if line.startswith("insmod ")]
-            root = os.path.join(tmp, "initrd")
-            for d in ("bin", "lib/modules", "newroot", "proc", "sys", "dev"):
-                os.makedirs(os.path.join(root, d))
-            shutil.copy(shutil.which("busybox"), os.path.join(root, "bin", "busybox"))
-            names = []
-            for path in dict.fromkeys(order):
-                name = os.path.basename(path)
-                if name.endswith(".xz"):        # trixie's modules are compressed; busybox insmod is not
-                    run(["xz", "-dk", path])
-                    path, name = path[:-3], name[:-3]
-                shutil.copy(path, os.path.join(root, "lib", "modules", name))
-                names.append(name)
-            with open(os.path.join(root, "modules.order"), "w") as f:
-                f.write("\n".join(names) + "\n")
-            shutil.copy(os.path.join(GUEST, "initrd-init"), os.path.join(root, "init"))
-            os.chmod(os.path.join(root, "init"), 0o755)
-            cpio = subprocess.run("find . | cpio -o -H newc --quiet | gzip -1", shell=True,
-                                  cwd=root, capture_output=True, check=True).stdout
-            with open(art.path("initrd.gz"), "wb") as f:
-                f.write(cpio)
-
-    def _rootfs(self, kernel: cache.Artifact) -> cache.Artifact:
-        art = cache.Artifact("engine-root", cache.key(_recipe(), kernel.dir))
-        with self.steps.step(f"engine root disk ({ENGINE_SUITE}, dockerd)", cached=art.done):
-            if art.done:
-                return art
-            need("mmdebstrap", "mkfs.ext4", "depmod", "busybox")
-            with art.building(), tempfile.TemporaryDirectory(dir=art.dir) as tmp:
-                tar = os.path.join(tmp, "rootfs.tar")
-                mmdebstrap(ENGINE_SUITE, ENGINE_PACKAGES, tar)
-                tree = os.path.join(tmp, "tree")
-                os.makedirs(tree)
-                run(["tar", "-C", tree, "-xf", tar])
-                os.unlink(tar)
-                version = open(kernel.path("version")).read().strip()
-                shutil.copytree(kernel.path("modules"), f"{tree}/lib/modules/{version}", symlinks=True)
-                run(["depmod", "-b", tree, version])
-                shutil.copy(shutil.which("busybox"), f"{tree}/bin/busybox")
-                os.makedirs(f"{tree}/etc/testbed", exist_ok=True)
-                shutil.copy(os.path.join(GUEST, "modules"), f"{tree}/etc/testbed/modules")
-                shutil.copy(os.path.join(GUEST, "inittab"), f"{tree}/etc/inittab")
-                for name in ("testbed-boot", "testbed-halt"):
-                    shutil.copy(os.path.join(GUEST, name), f"{tree}/sbin/{name}")
-                    os.chmod(f"{tree}/sbin/{name}", 0o755)
-                run(["mkfs.ext4", "-q", "-F", "-L", "testbed-root", "-d", tree, art.path("root.img"), "3G"])
-        return art
 
     # -- lifecycle ------------------------------------------------------------------------
     def _state(self) -> Optional[dict]:
@@ -194,8 +101,8 @@ class VmEngine:
                 return self.docker_host
             self._stop_processes(st)        # dead or stale: clean before booting again
             need("qemu-system-x86_64", "ssh", "ssh-keygen", "mkfs.ext4")
-            kernel = self._kernel()
-            root = self._rootfs(kernel)
+            kernel = artifacts.kernel(self.kernel, self.config.mirror, self.steps)
+            root = artifacts.root_disk(kernel, self.config.mirror, self.steps)
             self._data_disk()
             if not os.path.exists(self.key):
                 run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"testbed-vm-{self.kernel}",
@@ -232,7 +139,7 @@ class VmEngine:
 
     def _accel(self, kernel: cache.Artifact) -> str:
         """KVM if this host really runs a guest with it (tried, not assumed), else TCG."""
-        forced = os.environ.get("TESTBED_ACCEL")
+        forced = self.config.accel
         if forced in ("kvm", "tcg"):
             return forced
         if not os.access("/dev/kvm", os.R_OK | os.W_OK):
@@ -240,11 +147,10 @@ class VmEngine:
             return "tcg"
         with tempfile.TemporaryDirectory() as tmp:
             console = os.path.join(tmp, "console")
-            proc = subprocess.run(
-                ["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults",
-                 "-display", "none", "-no-reboot", "-kernel", kernel.path("vmlinuz"),
-                 "-append", "console=ttyS0 panic=-1 quiet", "-serial", f"file:{console}"],
-                capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+            proc = run(["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults",
+                        "-display", "none", "-no-reboot", "-kernel", kernel.path("vmlinuz"),
+                        "-append", "console=ttyS0 panic=-1 quiet", "-serial", f"file:{console}"],
+                       check=False, timeout=60)
             booted = proc.returncode == 0 and "Kernel panic" in open(console, errors="replace").read()
         if booted:
             return "kvm"
@@ -261,7 +167,7 @@ class VmEngine:
         for stale in (pidfile, self.console):
             if os.path.exists(stale):
                 os.unlink(stale)
-        run(["qemu-system-x86_64", *cpu, "-smp", str(os.cpu_count() or 2), "-m", str(MEMORY_MB),
+        run(["qemu-system-x86_64", *cpu, "-smp", str(os.cpu_count() or 2), "-m", str(self.config.vm_memory),
              "-name", f"testbed-vm-{self.kernel}", "-nodefaults", "-display", "none", "-no-reboot",
              "-kernel", kernel.path("vmlinuz"), "-initrd", kernel.path("initrd.gz"),
              "-append", f"console=ttyS0 quiet panic=-1 testbed.key={key}",
@@ -305,6 +211,7 @@ class VmEngine:
     def _forward(self, port: int) -> None:
         if os.path.exists(self.sock):
             os.unlink(self.sock)
+        # not run(): the forward stays up after this returns, as the engine's socket
         proc = subprocess.Popen([*self._ssh(port)[:-1], "-N", "-o", "ExitOnForwardFailure=yes",
                                  "-o", "StreamLocalBindUnlink=yes",
                                  "-L", f"{self.sock}:/var/run/docker.sock", "root@127.0.0.1"],
@@ -320,8 +227,9 @@ class VmEngine:
         self._ssh_pid = proc.pid
 
     def ssh(self, *argv: str, check: bool = True, timeout: float = 120):
+        """argv on the VM, as root."""
         st = self._state()
-        return run([*self._ssh(st["port"]), *argv], check=check, timeout=timeout)
+        return ssh(self._ssh(st["port"]), argv, where=f"vm-{self.kernel}", check=check, timeout=timeout)
 
     def _write_state(self, st: dict) -> None:
         tmp = self.state_file + ".tmp"

@@ -1,7 +1,8 @@
-"""Runs inside the guest container, as a VM would: find the storage hosts' LUNs (the testbed logged
-in with the engine's initiator), build
-md RAID1 arrays (one leg per storage host), GPT partitions and filesystems, write a data set and
-its sha256 manifest, and keep everything mounted. Usage: python3 - ACTION '<json>'."""
+"""In the guest node, as a VM would: a layered stack on the storage hosts' LUNs, data, manifests.
+
+Finds the LUNs (the testbed logged in with the engine's initiator), builds md RAID1 arrays (one
+leg per storage host), GPT partitions and filesystems, writes a data set and its sha256 manifest,
+and keeps everything mounted. Usage: python3 - ACTION '<json>'."""
 
 import glob
 import hashlib
@@ -13,11 +14,7 @@ import sys
 import time
 
 
-def sh(*argv):
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[-800:]}")
-    return proc.stdout
+# sh(): prelude.py's, which testbed.fixture.script() puts before this text
 
 
 def wait(path, seconds=20):

@@ -1,18 +1,18 @@
-"""Destroy by name, then look: every kernel object whose name carries the prefix is removed, top
-of the stack first, and whatever is still there afterwards is reported. Runs in a privileged
-container with the engine's /dev, host network (iscsid) and host pid namespace (every mount
-namespace). Usage: python3 - clean|check '{"prefixes": [...]}'; prints JSON of leftovers."""
+"""Destroys every kernel object whose name carries a prefix, then reports what is still there.
+
+Top of the stack first. Runs in a privileged container with the engine's /dev, host network
+(iscsid) and host pid namespace (every mount namespace).
+Usage: python3 - clean|check '{"prefixes": [...]}'; prints JSON of leftovers."""
 
 import glob
 import json
 import os
 import re
-import subprocess
 import sys
 
 
-def sh(*argv, input=None):
-    return subprocess.run(argv, input=input, capture_output=True, text=True)
+# sh(): prelude.py's, which testbed.fixture.script() puts before this text; the janitor runs
+# every command with check=False: it removes what it can and reports what is left
 
 
 def ours(name, prefixes):
@@ -24,7 +24,7 @@ def md_labels():
     labels = {}
     for dev in glob.glob("/sys/block/md*"):
         md = os.path.basename(dev)
-        out = sh("mdadm", "--detail", "--export", f"/dev/{md}").stdout
+        out = sh("mdadm", "--detail", "--export", f"/dev/{md}", check=False)
         name = dict(ln.split("=", 1) for ln in out.splitlines() if "=" in ln)
         labels[md] = name.get("MD_DEVNAME", "") + " " + name.get("MD_NAME", "")
     return labels
@@ -46,7 +46,7 @@ def dev_links(prefixes):
 
 
 def dm_names():
-    out = sh("dmsetup", "ls").stdout
+    out = sh("dmsetup", "ls", check=False)
     return [ln.split()[0] for ln in out.splitlines() if ln.strip() and ln.strip() != "No devices found"]
 
 
@@ -55,7 +55,7 @@ def dm_devices(prefixes):
 
 
 def sessions(prefixes):
-    out = sh("iscsiadm", "-m", "session").stdout
+    out = sh("iscsiadm", "-m", "session", check=False)
     return [(m.group(1), m.group(2)) for m in re.finditer(r"\[(\d+)\] \S+ (\S+)", out)
             if ours(m.group(2), prefixes)]
 
@@ -70,7 +70,7 @@ def lio(prefixes):
 
 
 def loops(prefixes):
-    out = sh("losetup", "-a").stdout
+    out = sh("losetup", "-a", check=False)
     return [ln.split(":")[0] for ln in out.splitlines() if ours(ln, prefixes)]
 
 
@@ -98,11 +98,11 @@ def clean(prefixes):
     # an array under a dm mapping under an array...: stop and remove until nothing more goes
     for _ in range(3):
         for md in md_arrays(prefixes):
-            sh("mdadm", "--stop", f"/dev/{md}")
+            sh("mdadm", "--stop", f"/dev/{md}", check=False)
         for name in dm_devices(prefixes):
-            sh("dmsetup", "remove", "--retry", name)
+            sh("dmsetup", "remove", "--retry", name, check=False)
     for sid, _ in sessions(prefixes):
-        sh("iscsiadm", "-m", "session", "-r", sid, "-u")
+        sh("iscsiadm", "-m", "session", "-r", sid, "-u", check=False)
     if lio(prefixes):
         import rtslib_fb    # targetcli's own library: no D-Bus needed, and no batch to lose
         for target in rtslib_fb.FabricModule("iscsi").targets:
@@ -116,9 +116,9 @@ def clean(prefixes):
         if not left:
             break
         for name in left:
-            sh("dmsetup", "remove", "--retry", name)
+            sh("dmsetup", "remove", "--retry", name, check=False)
     for loop in loops(prefixes):
-        sh("losetup", "-d", loop)
+        sh("losetup", "-d", loop, check=False)
     # without udev nobody removes stopped arrays' links, and a stale one may point at a minor
     # that another array uses now: ours are all stopped here, so every link of ours goes
     # an array's names: MD_DEVNAME, and MD_NAME without its "host:"

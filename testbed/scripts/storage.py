@@ -1,21 +1,17 @@
-"""Runs inside a storage host container: a loop-backed PV, a VG, LVs, each exported over iSCSI
-by LIO through targetcli. Usage: python3 - create '<json>'; prints JSON."""
+"""In a storage host node: a loop-backed PV, a VG and LVs, each exported over iSCSI by LIO.
+
+Through targetcli. Usage: python3 - create|tpg '<json>'; prints JSON."""
 
 import json
 import os
-import subprocess
 import sys
 
 
-def sh(*argv, input=None):
-    proc = subprocess.run(argv, input=input, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()[-800:]}")
-    return proc.stdout
+# sh(): prelude.py's, which testbed.fixture.script() puts before this text
 
 
 def targetcli(commands):
-    if subprocess.run(["pgrep", "-x", "dbus-daemon"], capture_output=True).returncode != 0:
+    if not sh("pgrep", "-x", "dbus-daemon", check=False).strip():
         os.makedirs("/run/dbus", exist_ok=True)
         if os.path.exists("/run/dbus/pid"):     # left by a restarted container
             os.unlink("/run/dbus/pid")

@@ -30,9 +30,11 @@ import startup  # noqa: E402
 
 from testbed.amanda import Amanda, ok_dumps  # noqa: E402
 from testbed.backup import dump_while_writing, verify  # noqa: E402
+from testbed.config import Config  # noqa: E402
 from testbed.engine.vm import VmEngine  # noqa: E402
 from testbed.fixture import Testbed, new_prefix  # noqa: E402
 from testbed.images import node  # noqa: E402
+from testbed.lifecycle import Lifecycle  # noqa: E402
 from testbed.progress import Steps  # noqa: E402
 from testbed.topology import MOUNT_BASE, default, scaling  # noqa: E402
 
@@ -100,7 +102,7 @@ def cold_engine(fig: Figures, kernel: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def warm_engine(fig: Figures, eng: VmEngine):
+def warm_engine(fig: Figures, eng: VmEngine, config: Config):
     eng.up()
     eng.down()
     secs, host = timed(eng.up)
@@ -108,7 +110,7 @@ def warm_engine(fig: Figures, eng: VmEngine):
     client.ping()
     fig.add("testbed", "engine up, warm (boot until docker answers)", secs, "s", 60)
     os.environ["DOCKER_HOST"] = host
-    secs, image = timed(lambda: node(client, "bookworm", Steps("images")))
+    secs, image = timed(lambda: node(client, config, Steps("images")))
     fig.add("testbed", "images, warm (cached)", secs, "s", 5)
     return client, image
 
@@ -249,9 +251,9 @@ def throughput(fig: Figures, tb, variant="md-part-ext4") -> None:
 
 # -- (d) scaling with DLEs --------------------------------------------------------------------
 def scaling_run(fig: Figures, client, image, steps) -> dict:
-    tb = Testbed(client, image, scaling(new_prefix()), steps)
+    life = Lifecycle(Testbed(client, image, scaling(new_prefix()), steps))
     try:
-        secs, _ = timed(lambda: (tb.create(), tb.converge(), tb.verify()))
+        secs, tb = timed(life.up)
         fig.add("testbed", "fixture build with 8 md DLEs (warm)", secs, "s")
         am = Amanda(tb)
         am.create()
@@ -268,14 +270,16 @@ def scaling_run(fig: Figures, client, image, steps) -> dict:
         fig.add("scaling", "amdump 8 DLEs / 1 DLE", walls[8] / walls[1], "x", 3)
         return walls
     finally:
-        tb.destroy()
+        life.down()
 
 
 def main() -> int:
-    kernel = os.environ.get("TESTBED_KERNEL", "6.1")
+    # the figures are bookworm's with Debian's Amanda, whatever TESTBED_SUITE and _LAYOUT say
+    config = Config.from_env(suite="bookworm", layout="debian")
+    kernel = config.kernel
     steps = Steps("bench")
     fig = Figures()
-    eng = VmEngine(kernel, steps)
+    eng = VmEngine(config, steps)
     # (b) startup, on this machine (no emulation: what a real backup client sees)
     exes = [f"{BIN}/script-snaplayers", os.path.join(os.path.dirname(HERE), "..", "dist", "script-snaplayers")]
     med = startup.main([os.path.normpath(e) for e in exes], rounds=40)
@@ -287,13 +291,13 @@ def main() -> int:
     if os.environ.get("BENCH_COLD", "1") == "1":
         eng.down()
         cold_engine(fig, kernel)
-    client, image = warm_engine(fig, eng)
+    client, image = warm_engine(fig, eng, config)
     # the four variants the targets were set for: the others add layers, not a new kind of cost
-    tb = Testbed(client, image, default(new_prefix(), ["md-part-ext4", "md-xfs", "part-xfs", "lv-ext4"]),
-                 steps)
+    four = default(new_prefix(), ["md-part-ext4", "md-xfs", "part-xfs", "lv-ext4"])
+    life = Lifecycle(Testbed(client, image, four, steps))
     left = {}
     try:
-        secs, _ = timed(lambda: (tb.create(), tb.converge(), tb.verify()))
+        secs, tb = timed(life.up)
         fig.add("testbed", "fixture build, 4 variants (warm)", secs, "s", 60)
         t0 = time.monotonic()
         am = Amanda(tb)
@@ -313,7 +317,7 @@ def main() -> int:
         overhead(fig, tb)
         throughput(fig, tb)
     finally:
-        left = tb.destroy()
+        left = life.down()
     scaling_run(fig, client, image, steps)
     st = eng.status()
     machine = {"cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -5,7 +5,7 @@ import secrets
 import pytest
 
 from testbed.fixture import script
-from testbed.kernel import ensure_iscsid
+from testbed.iscsid import ensure_iscsid
 
 pytestmark = pytest.mark.integration
 

@@ -49,6 +49,16 @@ def why(text: str) -> str:
     return ((", ".join(tests) + ": " if tests else "") + line)[:240]
 
 
+def cell_environment(suite, kernel, layout, report, kept, env=None):
+    """The child pytest's environment: this one's, with the cell's settings as testbed.config
+    writes them (its own engine-sharing testbed, its report, its kept logs)."""
+    from testbed.config import Config
+    env = dict(os.environ if env is None else env)
+    cell = Config.from_env(env, suite=suite, kernel=kernel, layout=layout, shared=True,
+                           cell_report=report, logs=kept)
+    return {**env, **cell.environment()}
+
+
 def run_cell(suite, kernel, layout):
     os.makedirs(RESULTS, exist_ok=True)
     name = name_of(suite, kernel, layout)
@@ -59,8 +69,7 @@ def run_cell(suite, kernel, layout):
         if os.path.exists(stale):
             os.unlink(stale)
     shutil.rmtree(kept, ignore_errors=True)
-    env = {**os.environ, "TESTBED_SUITE": suite, "TESTBED_KERNEL": kernel, "TESTBED_LAYOUT": layout,
-           "TESTBED_SHARED": "1", "TESTBED_CELL_REPORT": report, "TESTBED_LOGS": kept}
+    env = cell_environment(suite, kernel, layout, report, kept)
     start = time.monotonic()
     with open(log, "w") as out:
         rc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "e2e",

@@ -2,6 +2,7 @@
 
 import pytest
 
+from testbed.config import Config
 from testbed.engine import FEATURES, choose
 from testbed.run import TestbedError
 
@@ -9,33 +10,38 @@ ALL = {f: True for f in FEATURES}
 
 
 def test_a_capable_local_engine_is_used():
-    kind, why = choose({}, lambda: ALL)
+    kind, why = choose("", lambda: ALL)
     assert kind == "local" and "has" in why
 
 
 def test_no_engine_means_the_vm():
-    kind, why = choose({}, lambda: None)
+    kind, why = choose("", lambda: None)
     assert kind == "vm" and "no Docker engine" in why
 
 
 def test_an_engine_without_privilege_means_the_vm():
-    kind, why = choose({"DOCKER_HOST": "tcp://x:2375"}, lambda: "unable to apply caps")
+    kind, why = choose("", lambda: "unable to apply caps", "tcp://x:2375")
     assert kind == "vm" and "privileged" in why and "tcp://x:2375" in why
 
 
 @pytest.mark.parametrize("missing", FEATURES)
 def test_a_kernel_missing_any_feature_means_the_vm(missing):
-    kind, why = choose({}, lambda: {**ALL, missing: False})
+    kind, why = choose("", lambda: {**ALL, missing: False})
     assert kind == "vm" and missing in why
 
 
 def test_forcing_skips_the_probe():
     def boom():
         raise AssertionError("probed although forced")
-    assert choose({"TESTBED_ENGINE": "vm"}, boom)[0] == "vm"
-    assert choose({"TESTBED_ENGINE": "local"}, boom)[0] == "local"
+    assert choose("vm", boom)[0] == "vm"
+    assert choose("local", boom)[0] == "local"
 
 
 def test_a_bad_forced_value_is_an_error():
     with pytest.raises(TestbedError, match="local or vm"):
-        choose({"TESTBED_ENGINE": "kvm"}, lambda: ALL)
+        choose("kvm", lambda: ALL)
+
+
+def test_the_forced_engine_comes_from_testbed_engine():
+    forced = Config.from_env({"TESTBED_ENGINE": "vm"}).engine
+    assert choose(forced, lambda: ALL) == ("vm", "TESTBED_ENGINE=vm")

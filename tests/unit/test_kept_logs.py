@@ -5,6 +5,9 @@ import io
 import os
 import tarfile
 
+import docker.errors
+import pytest
+
 from testbed.amanda import Amanda
 from testbed.topology import default
 
@@ -27,7 +30,7 @@ class Container:
 
     def get_archive(self, path):
         if path not in self.trees:
-            raise FileNotFoundError(path)       # docker.errors.NotFound in life
+            raise docker.errors.NotFound(f"Could not find the file {path} in container")
         return archive(os.path.basename(path), self.trees[path]), {}
 
 
@@ -47,8 +50,7 @@ class FakeTestbed:
         return ""
 
 
-def test_both_nodes_logs_processes_and_kernel_messages_are_kept(tmp_path, monkeypatch):
-    monkeypatch.setenv("TESTBED_LOGS", str(tmp_path))
+def test_both_nodes_logs_processes_and_kernel_messages_are_kept(tmp_path):
     topo = default("sltbunit")
     tb = FakeTestbed({
         topo.container("amanda"): Container({
@@ -58,7 +60,7 @@ def test_both_nodes_logs_processes_and_kernel_messages_are_kept(tmp_path, monkey
             "/tmp/testbed-ps.txt": {}, "/tmp/testbed-dmesg.txt": {}}),
         topo.container("storage0"): Container({
             "/var/log/amanda": {"client/TB/sendbackup.20261126.debug": "sendbackup: part-xfs\n"}})})
-    kept = Amanda(tb).keep_logs("test_level1")
+    kept = Amanda(tb, str(tmp_path)).keep_logs("test_level1")
     assert kept.startswith(str(tmp_path / "sltbunit-test_level1-"))
     found = sorted(os.path.relpath(os.path.join(d, f), kept) for d, _, fs in os.walk(kept) for f in fs)
     # each config's run logs in their own folder (the failed test may have used any of them)
@@ -68,3 +70,15 @@ def test_both_nodes_logs_processes_and_kernel_messages_are_kept(tmp_path, monkey
     assert open(os.path.join(kept, "amanda/TBOVERFLOW/log/amdump.1")).read() == "driver: lv-ext4\n"
     # a hang shows in what still runs, not in a log: each node lists it before the copy
     assert [n for n, argv in tb.execs if "ps -eo" in argv[-1] and "dmesg" in argv[-1]] == ["amanda", "storage0"]
+
+
+class Unreachable(Container):
+    def get_archive(self, path):
+        raise docker.errors.APIError("500 Server Error: engine gone")
+
+
+def test_an_engine_that_fails_is_an_error_not_a_missing_log(tmp_path):
+    topo = default("sltbunit")
+    tb = FakeTestbed({topo.container("amanda"): Unreachable({}), topo.container("storage0"): Unreachable({})})
+    with pytest.raises(docker.errors.APIError):
+        Amanda(tb, str(tmp_path)).keep_logs("test_level1")

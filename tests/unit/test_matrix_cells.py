@@ -58,3 +58,18 @@ def test_a_failed_cells_reason_is_the_plugins_line_else_amandas_error():
                "snaplayers: snapshot overflowed]\n"
                "FAILED tests/e2e/test_amanda_faults.py::test_a_snapshot_overflowing - AssertionError: Hostname\n")
     assert why(summary).startswith("test_a_snapshot_overflowing: host lv-ext4 lev 0  FAILED [Script")
+
+
+def test_a_cell_gives_its_child_pytest_its_settings_and_keeps_the_rest(tmp_path):
+    from testbed.config import Config
+    parent = {"PATH": "/usr/bin", "TESTBED_ACCEL": "tcg", "TESTBED_SUITE": "bookworm"}
+    env = load("cells").cell_environment("trixie", "6.12", "zmanda", "/r/trixie.versions.json", "/r/trixie.logs",
+                                         parent)
+    assert env["PATH"] == "/usr/bin"
+    assert (env["TESTBED_SUITE"], env["TESTBED_KERNEL"], env["TESTBED_LAYOUT"]) == ("trixie", "6.12", "zmanda")
+    assert (env["TESTBED_SHARED"], env["TESTBED_CELL_REPORT"], env["TESTBED_LOGS"]) == \
+        ("1", "/r/trixie.versions.json", "/r/trixie.logs")
+    child = Config.from_env(env)          # what the cell's tests/conftest.py reads
+    assert (child.suite, child.kernel, child.layout, child.shared, child.accel) == \
+        ("trixie", "6.12", "zmanda", True, "tcg")
+    assert child.cell_report == "/r/trixie.versions.json" and child.logs == "/r/trixie.logs"

@@ -1,14 +1,15 @@
-"""Engine-wide singletons: one iscsid serves a kernel (its netlink socket is not namespaced),
-and every initiator command runs next to it, so one open-iscsi version talks to itself even
-when nodes of several Debian suites share the engine (bullseye's iscsiadm hung on trixie's
-iscsid: measured)."""
+"""The engine's one iscsid, in a container of its own, and the initiator commands run next to it.
+
+One iscsid serves a kernel (its netlink socket is not namespaced), and every initiator command
+runs next to it, so one open-iscsi version talks to itself even when nodes of several Debian
+suites share the engine (bullseye's iscsiadm hung on trixie's iscsid: measured)."""
 
 from __future__ import annotations
 
 import time
 
 from . import LABEL, PREFIX
-from .run import TestbedError
+from .run import TestbedError, exec_in
 
 ISCSID = f"{PREFIX}-iscsid"
 # LIO keeps one network portal per address, kernel-wide, in the namespace of whoever made it
@@ -20,12 +21,13 @@ PRIVILEGED = dict(privileged=True, network_mode="host", volumes={"/dev": {"bind"
 
 def ensure_iscsid(client, image: str) -> None:
     """Started once per engine and shared: every --network host container reaches it."""
+    import docker.errors
     try:
         c = client.containers.get(ISCSID)
         running = c.status == "running"
         if not running:
             c.remove(force=True)
-    except Exception:
+    except docker.errors.NotFound:
         running = False
     if running:
         return _anchor(client)      # a rebooted engine restarts iscsid, but the anchor is gone
@@ -45,10 +47,8 @@ def ensure_iscsid(client, image: str) -> None:
 
 def iscsiadm(client, *args: str, ok=(0,), timeout: int = 120) -> str:
     """iscsiadm in the engine's iscsid container: the node records live there too."""
-    code, out = client.containers.get(ISCSID).exec_run(["timeout", str(timeout), "iscsiadm", *args])
-    if code not in ok:
-        raise TestbedError(f"{ISCSID}: `iscsiadm {' '.join(args)}` exited {code}: {out.decode()[-800:]}")
-    return out.decode()
+    return exec_in(client.containers.get(ISCSID), ["timeout", str(timeout), "iscsiadm", *args],
+                   where=ISCSID, ok=ok).stdout
 
 
 def image_of_iscsid(client) -> str:
@@ -57,11 +57,9 @@ def image_of_iscsid(client) -> str:
 
 
 def _anchor(client) -> None:
-    code, out = client.containers.get(ISCSID).exec_run(["sh", "-c", f"""
+    exec_in(client.containers.get(ISCSID), ["sh", "-c", f"""
         test -d /sys/kernel/config/target/iscsi/{ANCHOR} && exit 0
         # a restarted container keeps a stale pid file in /run/dbus
         mkdir -p /run/dbus; pgrep -x dbus-daemon >/dev/null || {{ rm -f /run/dbus/pid; dbus-daemon --system --fork; }}
         targetcli set global auto_save_on_exit=false >/dev/null && targetcli /iscsi create {ANCHOR} >/dev/null
-        test -d /sys/kernel/config/target/iscsi/{ANCHOR}"""])
-    if code != 0:
-        raise TestbedError(f"{ISCSID}: cannot create the portal anchor: {out.decode()[-800:]}")
+        test -d /sys/kernel/config/target/iscsi/{ANCHOR}"""], where=f"{ISCSID} (the portal anchor)")

@@ -1,0 +1,178 @@
+"""testbed's one command runner and the in-node scripts' one sh(): each failure names where the
+command ran, the command, its exit status and the tail of its stderr."""
+
+import ast
+import os
+import subprocess
+import sys
+
+import docker.errors
+import pytest
+
+from testbed.fixture import SCRIPTS, script
+from testbed.run import CommandFailed, Result, TestbedError, exec_in, run, run_container, ssh
+
+
+def test_a_failing_host_command_names_itself_its_status_and_where():
+    with pytest.raises(CommandFailed) as err:
+        run(["false"])
+    assert str(err.value) == "host: `false` exited 1"
+    assert (err.value.argv, err.value.status, err.value.where) == (["false"], 1, "host")
+
+
+def test_the_message_holds_the_tail_of_stderr():
+    lines = "; ".join(f"echo line{i} >&2" for i in range(40))
+    with pytest.raises(CommandFailed) as err:
+        run(["sh", "-c", f"echo out; {lines}; exit 3"])
+    message = str(err.value)
+    assert message.startswith("host: `sh -c echo out; echo line0 >&2;") and " exited 3:\n  line25\n" in message
+    assert message.endswith("line39") and "line24" not in message and "out" not in message.split("\n", 1)[1]
+
+
+def test_stdout_is_shown_when_stderr_says_nothing():
+    with pytest.raises(CommandFailed, match="exited 2:\n  why on stdout"):
+        run(["sh", "-c", "echo why on stdout; exit 2"])
+
+
+def test_accepted_statuses_and_no_check():
+    assert run(["sh", "-c", "exit 15"], ok=(0, 15)).returncode == 15
+    assert run(["false"], check=False).returncode == 1
+    assert run(["cat"], input=b"in").stdout == b"in"
+
+
+def test_a_missing_tool_and_a_hung_command_are_errors():
+    with pytest.raises(TestbedError, match="no-such-tool-here: not installed"):
+        run(["no-such-tool-here"])
+    with pytest.raises(TestbedError, match="`sleep 5`: no answer after 0.2 s"):
+        run(["sleep", "5"], timeout=0.2)
+
+
+def test_a_vm_command_is_named_without_the_ssh_around_it():
+    with pytest.raises(CommandFailed) as err:
+        ssh(["env"], ["sh", "-c", "echo gone >&2; exit 255"], where="vm-6.1")
+    assert str(err.value) == "vm-6.1: `sh -c echo gone >&2; exit 255` exited 255:\n  gone"
+    assert ssh(["env"], ["false"], where="vm-6.1", check=False).returncode == 1
+
+
+class Container:
+    def __init__(self, code, out, err):
+        self.answer = (code, (out, err))
+        self.calls = []
+
+    def exec_run(self, argv, **kw):
+        self.calls.append((argv, kw))
+        return self.answer
+
+
+def test_a_nodes_command_is_a_result_and_its_failure_names_the_node():
+    ok = Container(0, b"fine\n", None)
+    assert exec_in(ok, ["true"], where="guest0", user="backup") == Result(0, "fine\n", "")
+    assert ok.calls == [(["true"], {"user": "backup", "environment": None, "demux": True})]
+    code, out, err = exec_in(Container(4, None, b"no\n"), ["x"], where="guest0", check=False)
+    assert (code, out, err) == (4, "", "no\n")
+    with pytest.raises(CommandFailed, match="^storage0: `lvs -o name` exited 5:\n  no such VG$"):
+        exec_in(Container(5, b"", b"no such VG\n"), ["lvs", "-o", "name"], where="storage0")
+
+
+def test_a_throw_away_containers_failure_is_a_command_failure():
+    class Client:
+        class containers:
+            @staticmethod
+            def run(image, argv, **kw):
+                raise docker.errors.ContainerError(None, 1, argv, image, b"Traceback\nKeyError: x\n")
+    with pytest.raises(CommandFailed, match="^janitor: `sh -c true` exited 1:\n  Traceback\n  KeyError: x$"):
+        run_container(Client, "img", ["sh", "-c", "true"], where="janitor")
+
+
+# -- the in-node scripts --------------------------------------------------------------------
+NODE_SCRIPTS = sorted(n for n in os.listdir(SCRIPTS) if n.endswith(".py") and n != "prelude.py")
+
+
+def in_node(text, *args):
+    return subprocess.run([sys.executable, "-c", text, *args], capture_output=True, text=True)
+
+
+def test_every_python_script_is_sent_after_the_one_prelude_and_has_no_sh_of_its_own():
+    prelude = open(os.path.join(SCRIPTS, "prelude.py")).read()
+    assert NODE_SCRIPTS == ["guest.py", "janitor.py", "storage.py"]
+    for name in NODE_SCRIPTS:
+        text = script(name)
+        assert text.startswith(prelude)
+        defined = [n.name for n in ast.parse(text).body if isinstance(n, ast.FunctionDef)]
+        assert defined.count("sh") == 1, name
+        # bullseye's nodes run Python 3.9
+        ast.parse(text, feature_version=(3, 9))
+    assert not script("probe-stack.sh").startswith(prelude)     # a shell script goes as it is
+
+
+def test_the_preludes_sh_fails_naming_the_command_its_status_and_stderr():
+    body = script("storage.py").split("# sh(): ")[0]
+    proc = in_node(body + "\nsh('sh', '-c', 'echo out; echo bad disk >&2; exit 4')\n")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "`sh -c echo out; echo bad disk >&2; exit 4` exited 4:\n  bad disk"
+    proc = in_node(body + "\nprint(sh('sh', '-c', 'echo left; exit 1', check=False).strip())\n"
+                          "print(sh('echo', 'x').strip())\n")
+    assert (proc.returncode, proc.stdout) == (0, "left\nx\n")
+
+
+def test_a_script_runs_with_the_prelude_as_a_node_runs_it(tmp_path):
+    log = tmp_path / "live" / "log"
+    log.parent.mkdir()
+    log.write_bytes(b"")
+    proc = in_node(script("guest.py"), "check-log", f'{{"log": "{log}"}}')
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == '{"ok": true, "records": 0, "torn_bytes": 0, "why": ""}'
+
+
+# -- the docker SDK's errors ------------------------------------------------------------------
+class Images:
+    def __init__(self, error=None):
+        self.error = error
+
+    def get(self, tag):
+        if self.error:
+            raise self.error
+        return tag
+
+
+def test_a_missing_image_is_missing_and_an_engine_that_fails_is_an_error():
+    import requests
+
+    from testbed.images import _has
+
+    class Client:
+        images = Images(docker.errors.ImageNotFound("No such image: sltb-node:x"))
+    assert _has(Client, "sltb-node:x") is False
+    Client.images = Images()
+    assert _has(Client, "sltb-node:x") is True
+    for error in (requests.exceptions.ConnectionError("engine gone"), docker.errors.APIError("500 Server Error")):
+        Client.images = Images(error)
+        with pytest.raises(type(error)):
+            _has(Client, "sltb-node:x")
+
+
+def test_an_iscsid_the_engine_cannot_say_is_not_started_again():
+    from testbed.iscsid import ensure_iscsid
+
+    class Client:
+        class containers:
+            @staticmethod
+            def get(name):
+                raise docker.errors.APIError("500 Server Error")
+
+            @staticmethod
+            def run(*a, **kw):
+                raise AssertionError("started although the engine did not answer")
+    with pytest.raises(docker.errors.APIError):
+        ensure_iscsid(Client, "img")
+
+
+def test_the_command_line_says_an_engine_error_and_exits_1(monkeypatch, capsys):
+    from testbed import cli
+
+    def connect(config, steps):
+        raise docker.errors.DockerException("Error while fetching server API version: refused")
+    monkeypatch.setattr(cli, "connect", connect)
+    assert cli.main(["images"]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        "testbed: the Docker engine: Error while fetching server API version: refused")
