@@ -57,9 +57,16 @@ def image_of_iscsid(client) -> str:
 
 
 def _anchor(client) -> None:
-    exec_in(client.containers.get(ISCSID), ["sh", "-c", f"""
-        test -d /sys/kernel/config/target/iscsi/{ANCHOR} && exit 0
-        # a restarted container keeps a stale pid file in /run/dbus
-        mkdir -p /run/dbus; pgrep -x dbus-daemon >/dev/null || {{ rm -f /run/dbus/pid; dbus-daemon --system --fork; }}
-        targetcli set global auto_save_on_exit=false >/dev/null && targetcli /iscsi create {ANCHOR} >/dev/null
-        test -d /sys/kernel/config/target/iscsi/{ANCHOR}"""], where=f"{ISCSID} (the portal anchor)")
+    exec_in(client.containers.get(ISCSID), ["python3", "-c", ANCHOR_SCRIPT, ANCHOR],
+            where=f"{ISCSID} (the portal anchor)")
+
+
+# through rtslib-fb, targetcli's library: a target, TPG 1 enabled, the portal on every address
+ANCHOR_SCRIPT = """
+import os, sys
+from rtslib_fb import TPG, FabricModule, NetworkPortal, Target
+if not os.path.isdir("/sys/kernel/config/target/iscsi/" + sys.argv[1]):
+    tpg = TPG(Target(FabricModule("iscsi"), sys.argv[1], mode="create"), 1, mode="create")
+    NetworkPortal(tpg, "0.0.0.0", 3260, mode="create")
+    tpg.enable = True
+"""

@@ -21,14 +21,22 @@ say "dm snapshot /dev/mapper/$P-snap: $(dmsetup status "$P-snap")"
 mdadm --create "/dev/md/$P" --run --quiet --level=1 --raid-devices=2 --metadata=1.2 --homehost=any "$B" "$D"
 md=$(basename "$(readlink -f "/dev/md/$P")")
 say "md raid1 $md: $(cat /sys/block/$md/md/array_state)"
-pgrep -x dbus-daemon >/dev/null || { mkdir -p /run/dbus; dbus-daemon --system --fork; }
-targetcli <<TCLI >/dev/null
-set global auto_save_on_exit=false
-/backstores/fileio create $P-fio $dir/lio.img 32M
-/iscsi create $IQN
-/iscsi/$IQN/tpg1/luns create /backstores/fileio/$P-fio
-/iscsi/$IQN/tpg1 set attribute authentication=0 generate_node_acls=1 demo_mode_write_protect=0
-TCLI
+# LIO through rtslib-fb, targetcli's library (no D-Bus): what the storage hosts do
+python3 - "$P-fio" "$dir/lio.img" "$IQN" <<'PY'
+import sys
+from rtslib_fb import LUN, TPG, FabricModule, FileIOStorageObject, NetworkPortal, RTSLibError, Target
+name, path, iqn = sys.argv[1:]
+so = FileIOStorageObject(name, path, size=32 * 2**20)
+tpg = TPG(Target(FabricModule("iscsi"), iqn, mode="create"), 1, mode="create")
+try:
+    NetworkPortal(tpg, "0.0.0.0", 3260, mode="create")
+except RTSLibError:
+    pass        # the engine's anchor owns it
+LUN(tpg, 0, so)
+for key, value in (("authentication", "0"), ("generate_node_acls", "1"), ("demo_mode_write_protect", "0")):
+    tpg.set_attribute(key, value)
+tpg.enable = True
+PY
 say "LIO fileio backstore $P-fio exported as $IQN"
 iscsiadm -m discovery -t sendtargets -p 127.0.0.1:3260 >/dev/null
 iscsiadm -m node -T "$IQN" -p 127.0.0.1:3260 --login >/dev/null
@@ -40,11 +48,12 @@ say "iSCSI login: /dev/$disk ($(blockdev --getsize64 /dev/$disk) bytes)"
 # tear everything down again, top first
 iscsiadm -m node -T "$IQN" -p 127.0.0.1:3260 --logout >/dev/null
 iscsiadm -m node -T "$IQN" -p 127.0.0.1:3260 -o delete
-targetcli <<TCLI >/dev/null
-set global auto_save_on_exit=false
-/iscsi delete $IQN
-/backstores/fileio delete $P-fio
-TCLI
+python3 - "$P-fio" "$IQN" <<'PY'
+import sys
+from rtslib_fb import FabricModule, FileIOStorageObject, Target
+Target(FabricModule("iscsi"), sys.argv[2], mode="lookup").delete()
+FileIOStorageObject(sys.argv[1]).delete()
+PY
 mdadm --stop "/dev/md/$P" --quiet
 dmsetup remove "$P-snap"; dmsetup remove "$P-linear"
 for l in $A $B $C $D; do losetup -d "$l"; done

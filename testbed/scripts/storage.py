@@ -1,26 +1,31 @@
 """In a storage host node: a loop-backed PV, a VG and LVs, each exported over iSCSI by LIO.
 
-Through targetcli. Usage: python3 - create|tpg '<json>'; prints JSON."""
+Through rtslib-fb, targetcli's own library: no D-Bus daemon, no command line to parse.
+LIO is kernel-wide, shared with other testbeds: only our own objects are made or changed,
+nothing is saved. Usage: python3 - create|tpg '<json>'; prints JSON."""
 
 import json
 import os
 import sys
 
-
 # sh(): prelude.py's, which testbed.fixture.script() puts before this text
 
 
-def targetcli(commands):
-    if not sh("pgrep", "-x", "dbus-daemon", check=False).strip():
-        os.makedirs("/run/dbus", exist_ok=True)
-        if os.path.exists("/run/dbus/pid"):     # left by a restarted container
-            os.unlink("/run/dbus/pid")
-        sh("dbus-daemon", "--system", "--fork")     # targetcli aborts without a system bus
-    # LIO is kernel-global: never clearconfig or save the whole tree, only our own objects.
-    # One command per call: targetcli 2.1.53 drops lines of a batch read from a pipe (measured).
-    sh("targetcli", "set", "global", "auto_save_on_exit=false")
-    for command in commands:
-        sh("targetcli", *command.split())
+def export(iqn, backstores):
+    """What `targetcli /iscsi create` and `.../luns create` make: a target, TPG 1 enabled, the
+    default portal on every address, one LUN per backstore in order; no ACLs, no CHAP."""
+    from rtslib_fb import LUN, TPG, BlockStorageObject, FabricModule, NetworkPortal, RTSLibError, Target
+    objects = [BlockStorageObject(name, dev=dev) for name, dev in backstores]
+    tpg = TPG(Target(FabricModule("iscsi"), iqn, mode="create"), 1, mode="create")
+    try:        # as targetcli: the engine's anchor may own 0.0.0.0:3260 already (iscsid.py)
+        NetworkPortal(tpg, "0.0.0.0", 3260, mode="create")
+    except RTSLibError:
+        pass
+    for lun, so in enumerate(objects):
+        LUN(tpg, lun, so)
+    for name, value in (("authentication", "0"), ("generate_node_acls", "1"), ("demo_mode_write_protect", "0")):
+        tpg.set_attribute(name, value)
+    tpg.enable = True
 
 
 def create(spec):
@@ -54,21 +59,13 @@ def create(spec):
     vg = spec["vg"]
     sh("pvcreate", "-q", loop)
     sh("vgcreate", "-q", vg, loop)
-    commands = []
     luns = {}
+    backstores = []
     for i, vol in enumerate(spec["volumes"]):
         sh("lvcreate", "-q", "-y", "-Wn", "-L", f"{vol['size_mb']}M", "-n", vol["lv"], vg)
-        backstore = f"{spec['prefix']}_{spec['host']}_{vol['lv']}"
-        commands.append(f"/backstores/block create {backstore} /dev/{vg}/{vol['lv']}")
+        backstores.append((f"{spec['prefix']}_{spec['host']}_{vol['lv']}", f"/dev/{vg}/{vol['lv']}"))
         luns[vol["lv"]] = i
-    iqn = spec["iqn"]
-    commands.append(f"/iscsi create {iqn}")
-    for vol in spec["volumes"]:
-        commands.append(f"/iscsi/{iqn}/tpg1/luns create /backstores/block/"
-                        f"{spec['prefix']}_{spec['host']}_{vol['lv']}")
-    commands.append(f"/iscsi/{iqn}/tpg1 set attribute authentication=0 generate_node_acls=1 "
-                    "demo_mode_write_protect=0")
-    targetcli(commands)
+    export(spec["iqn"], backstores)
     # where the plugin's luks=<key> layer finds <key>.key: root's alone (cryptsetup runs as root)
     os.makedirs("/etc/snaplayers/keys", mode=0o700, exist_ok=True)
     for name, key in spec.get("keys", {}).items():
@@ -82,7 +79,9 @@ def tpg(spec):
     """Disable (drops its sessions and refuses logins, as a target restart does) or enable."""
     if spec["action"] not in ("enable", "disable"):
         sys.exit(f"tpg: unknown action {spec['action']!r}")
-    targetcli([f"/iscsi/{spec['iqn']}/tpg1 {spec['action']}"])
+    from rtslib_fb import TPG, FabricModule, Target
+    tpg = TPG(Target(FabricModule("iscsi"), spec["iqn"], mode="lookup"), 1, mode="lookup")
+    tpg.enable = spec["action"] == "enable"
     return {spec["iqn"]: spec["action"] + "d"}
 
 

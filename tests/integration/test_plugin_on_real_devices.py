@@ -54,7 +54,7 @@ def test_testinfra_sees_the_guest_stack(testbed):
     storage = testinfra.get_host(f"docker://{testbed.topo.container('storage0')}")
     for pkg in ("mdadm", "open-iscsi", "parted", "xfsprogs"):
         assert guest.package(pkg).is_installed
-    for pkg in ("lvm2", "targetcli-fb", "amanda-client", "sudo"):
+    for pkg in ("lvm2", "python3-rtslib-fb", "amanda-client", "sudo"):
         assert storage.package(pkg).is_installed
     mdstat = guest.file("/proc/mdstat").content_string
     assert mdstat.count("active raid1") >= 2
