@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -32,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--snap-suffix", default=None)
     plan.add_argument("--size", default=None)
     plan.add_argument("--fstype", default="ext4", help="filesystem to assume on the top device")
+    plan.add_argument("--thin", action="store_true", help="assume the origin is a thin LV")
+    plan.add_argument("--config", help="Amanda's config, as its calls give it (names the stack)")
+    plan.add_argument("--host", help="the disklist entry's host, as Amanda's calls give it")
+    plan.add_argument("--disk", help="the disklist entry's disk name (default: the device)")
 
     for name, text in (("status", "list recorded stacks and which of their parts still exist"),
                        ("cleanup", "tear down leftover stacks")):
@@ -40,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--sudo", default="auto", choices=("auto", "yes", "no"))
         if name == "cleanup":
             s.add_argument("--disk", help="only this DLE's stack")
+        else:
+            s.add_argument("--json", action="store_true",
+                           help="one JSON object: the forms of every name snaplayers makes, and "
+                                "each stack with the names of what it holds")
 
     ins = sub.add_parser("install", help="as root: the plugin into Amanda's application "
                                          "directory, the privileged helper with its policy, the "
@@ -76,31 +85,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_plan(args) -> int:
     from .device import parse
-    from .layers import Context
-    from .props import DEFAULT_SUFFIX, Settings
-    from .simulate import SimulatedSystem
-    from .stack import Stack, dle_id
+    from .props import Settings
+    from .simulate import SimulatedSystem, plan
 
     spec = parse(args.device, args.mount_base)
     with tempfile.TemporaryDirectory(prefix="snaplayers-plan.") as tmp:
         extra = {k: v for k, v in (("snap_suffix", args.snap_suffix), ("size", args.size)) if v}
         settings = Settings(mount_base=spec.mount_base, state_dir=tmp, log_dir=tmp, **extra)
         settings.check_device(spec)
-        system = SimulatedSystem(fstype=args.fstype, suffix=settings.snap_suffix or DEFAULT_SUFFIX)
-        system.add_dir(spec.mount_base)
-        system.expect(spec)
-        runner = system.runner()
-        ctx = Context(runner, system, settings, dle_id("", "", args.device))
-        stack = Stack(ctx, disk=args.device)
-        stack.setup(spec)
-        n_setup = len(runner.executed)
-        stack.teardown()
+        system = SimulatedSystem(fstype=args.fstype, thin=args.thin)
+        setup, teardown = plan(spec, settings, system, args.config, args.host,
+                               args.disk or args.device).lines()
     print("# set-up (as root; the Amanda user's go through sudo -n and the helper)")
-    for argv in runner.executed[:n_setup]:
-        print(shlex.join(argv))
+    for line in setup:
+        print(line)
     print("# tear-down")
-    for argv in runner.executed[n_setup:]:
-        print(shlex.join(argv))
+    for line in teardown:
+        print(line)
     return 0
 
 
@@ -122,6 +123,15 @@ def _stack_for(data, sudo: str):
 
 def cmd_status(args) -> int:
     found = _journals(args)
+    if args.json:
+        from .privilege import installed_policy
+        helper = run.helper_path()
+        policy = installed_policy(helper)
+        print(json.dumps({"version": __version__, "helper": helper if policy else None,
+                          "names": names_in_force(policy or {}),
+                          "stacks": [_stack_status(dle, data, args.sudo) for dle, data in found]},
+                         indent=1))
+        return 0
     if not found:
         print("no stacks recorded")
         return 0
@@ -129,20 +139,50 @@ def cmd_status(args) -> int:
         if data is None:
             print(f"{dle}: unreadable journal")
             continue
-        stack = _stack_for(data, args.sudo)
-        try:
-            status = stack.status()
-        finally:
-            stack.ctx.runner.close()
+        status = _live_status(data, args.sudo)
         age = time.time() - data["started"]
         owner = data.get("owner") or {}
         alive = {True: "runs", False: "is gone: a leftover", None: "unknown"}[status["owner_alive"]]
         print(f"{data['config'] or '-'} {data['host'] or '-'} {data['disk']}: {data['state']}, "
               f"set up {age:.0f} s ago by pid {data['pid']}, device {data['device']}; "
               f"Amanda process {owner.get('pid', '?')} {alive}")
-        for token, what, alive in status["live"]:
-            print(f"  {token:<24} {what or '-':<48} {'present' if alive else 'gone'}")
+        for layer in status["live"]:
+            print(f"  {layer['token']:<24} {layer['describe'] or '-':<48} "
+                  f"{'present' if layer['present'] else 'gone'}")
     return 0
+
+
+def _live_status(data, sudo: str) -> dict:
+    stack = _stack_for(data, sudo)
+    try:
+        return stack.status()
+    finally:
+        stack.ctx.runner.close()
+
+
+def _stack_status(dle: str, data, sudo: str) -> dict:
+    if data is None:
+        return {"dle_id": dle, "state": "unreadable"}
+    status = _live_status(data, sudo)
+    owner = data.get("owner") or {}
+    return {**{k: data[k] for k in ("config", "host", "disk", "dle_id", "device", "state", "pid",
+                                    "started")},
+            "owner": {"pid": owner.get("pid"), "alive": status["owner_alive"]},
+            "layers": [{k: layer[k] for k in ("token", "present", "names")}
+                       for layer in status["live"]]}
+
+
+def names_in_force(policy: dict) -> dict:
+    """The forms of the names snaplayers gives kernel objects, from the layers' own constants;
+    the suffix and mount base are the installed helper's policy's (what it admits), if any."""
+    from .layers import DM_PREFIX
+    from .layers.raid1 import MD_LINKS, MD_PREFIX
+    from .layers.vg import CLONE_PREFIX
+    from .props import DEFAULT_SUFFIX
+    return {"dm_prefix": DM_PREFIX, "guest_vg_prefix": CLONE_PREFIX, "md_prefix": MD_PREFIX,
+            "md_link_prefix": MD_LINKS + MD_PREFIX,
+            "snapshot_suffix": policy.get("snap_suffix", DEFAULT_SUFFIX),
+            "mount_base": policy.get("mount_base")}
 
 
 def cmd_cleanup(args) -> int:

@@ -94,6 +94,18 @@ def helper_source(policy: dict) -> str:
     return text.replace(line, f"POLICY = {policy!r}\n")
 
 
+def installed_policy(path: str) -> dict | None:
+    """The policy compiled into the helper at path (what it admits), or None if none is there."""
+    import ast
+    try:
+        with open(path) as f:
+            line = next((ln for ln in f if ln.startswith("POLICY = ")), "")
+        policy = ast.literal_eval(line[len("POLICY = "):])
+    except (OSError, ValueError, SyntaxError):
+        return None
+    return policy if isinstance(policy, dict) and policy else None
+
+
 def sudoers(user: str, path: str) -> str:
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
         raise BadInput(f"user {show(user)} is not a valid user name")

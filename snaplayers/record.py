@@ -1,5 +1,5 @@
-"""Value classes without `dataclasses`: its import (with inspect and ast) cost about 390 ms of
-every plugin call under TCG (-X importtime), for a handful of plain records.
+"""Value classes without `dataclasses`: its import (with inspect and ast) and the code it generates
+add 47-54 million instructions to a plugin call (about 20 ms natively, 390 ms under TCG).
 
 A subclass names its fields with annotations, in order, as a dataclass would; a class
 attribute of the same name is the default (a list or dict default is copied per instance).

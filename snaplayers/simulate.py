@@ -1,49 +1,54 @@
-"""A simulated storage host: answers the layers' commands and live reads from a model.
+"""A simulated storage host for `snaplayers plan`: it answers the layers' commands and live reads
+from a model in which everything the device field names exists.
 
-`snaplayers plan` runs the real stack code against it (so the plan is the exact argv sequence
-the plugin would run), and unit tests use it to pin argv sequences and inject failures. It
-never stands in for the real stack as proof: the testbed does that.
+The plan runs the real stack code against it, so the plan is the argv sequence the plugin
+runs; what only a real run can know (a fresh UUID, the md node the kernel picks, the partition
+table's numbers, the DLE's identity when not given) is printed as a placeholder. It never
+stands in for the real stack as proof: the testbed does that.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-from typing import Callable
+import re
+import shlex
 
-from .device import dm_name
-from .layers import Host
+from .device import DeviceSpec, dm_name
+from .layers import Context, Host
+from .props import Settings
+from .record import Record
 from .run import ScriptedRunner
+from .stack import Stack, dle_id
 
 GiB_SECTORS = 2 * 1024 * 1024
+FRESH_UUID = "<fresh uuid>"
+MD_NODE = "<md node>"
+PART_START = "<partition start>"
+PART_SECTORS = "<partition sectors>"
+DLE_ID = "<dle id>"
 
 
 class SimulatedSystem(Host):
-    def __init__(self, permissive: bool = True, fstype: str = "ext4", suffix: str = ".amsnap"):
-        # permissive: every LV asked for exists, every member is raid1, every partition exists
-        self.permissive = permissive
+    def __init__(self, fstype: str = "ext4", thin: bool = False, suffix: str = ".amsnap"):
+        self.fstype = fstype            # what blkid finds on the top device
+        self.thin = thin                # the origin LV is a thin one
         self.suffix = suffix
-        self.fstype = fstype
         self.lvs: dict[str, dict] = {}
-        self.members: dict[str, str] = {}           # device -> md level its superblock says
-        self.tables: dict[str, dict[int, tuple]] = {}  # device -> {n: (start, sectors)}
-        self.fstypes: dict[str, str] = {}
         self.arrays: dict[str, dict] = {}           # /dev/md/NAME -> {uuid, level, kernel}
         self.mappings: dict[str, str] = {}          # dm name -> table
         self.mount_rows: list[dict] = []
         self.dirs = set()
-        self.udev = True                            # False: stopped arrays' links linger
-        self.lingering: set = set()
-        self.processes: dict[int, str] = {4242: "777"}   # pid -> start time; 4242 is Amanda's
-        self.inject: Callable[[list[str]], tuple | None] | None = None
         self.next_md = 127
         # guest LVM: PV device -> {vg_name, vg_uuid, pv_count}; VG -> {LV: active}
         self.pvs: dict[str, dict] = {}
         self.guest_lvs: dict[str, dict[str, bool]] = {}
-        self.guest = ("vg0", ["root", "swap"])      # permissive: what any PV holds
-        self.luks: dict[str, str] = {}              # device -> the key file that opens it
+        self.guest = ("vg0", ["root", "swap"])      # what any PV holds
         self.crypts: dict[str, str] = {}            # open mapping -> device
         self.next_uuid = 0
+        self.answered = 0                           # commands answered so far
+        # (first command it can appear in, value, placeholder): what this host made up
+        self.made_up: list[tuple[int, str, str]] = []
 
     # -- model helpers --------------------------------------------------------------------
     def add_lv(self, vg: str, lv: str, attr: str = "-wi-ao----", origin: str = "",
@@ -51,48 +56,67 @@ class SimulatedSystem(Host):
         self.lvs[f"{vg}/{lv}"] = {"lv_name": lv, "lv_attr": attr, "origin": origin,
                                   "segtype": segtype, "data_percent": ""}
 
+    def add_dir(self, path: str) -> None:
+        while path not in ("/", "") and path not in self.dirs:
+            self.dirs.add(path)
+            path = os.path.dirname(path)
+
     def runner(self, sudo: str = "no") -> ScriptedRunner:
         return ScriptedRunner(self.answer, sudo=sudo)
 
-    def _lv(self, name: str) -> dict | None:
-        if name not in self.lvs and self.permissive and "/" in name:
-            vg, lv = name.split("/", 1)
-            if not lv.endswith(self.suffix):
-                self.add_lv(vg, lv)
-        return self.lvs.get(name)
-
-    def _member_level(self, dev: str) -> str | None:
-        return self.members.get(dev, "raid1" if self.permissive else None)
-
-    def _table(self, dev: str) -> dict[int, tuple]:
-        return self.tables.get(dev) or ({n: (2048 * n, GiB_SECTORS // 4) for n in range(1, 129)}
-                                        if self.permissive else {})
-
-    # -- commands -------------------------------------------------------------------------
-    def answer(self, argv: list[str]) -> tuple | None:
-        if self.inject:
-            reply = self.inject(argv)
-            if reply is not None:
-                return reply
-        handler = getattr(self, "_cmd_" + argv[0], None)
-        return handler(argv[1:]) if handler else (127, "")
-
     def expect(self, spec) -> None:
-        """Permissive answers that fit a device field: its guest VG is on whatever PV is asked."""
+        """Answers that fit a device field: its guest VG is on whatever PV is asked."""
         for layer in spec.layers:
             if layer.kind == "vg":
                 self.guest = (layer.vg, [layer.lv, "swap"])
 
-    def _uuid(self) -> str:
-        self.next_uuid += 1
-        return f"GuestV-gUUI-D{self.next_uuid:04d}"
+    def make_up(self, value: str, placeholder: str) -> str:
+        """A value only a real run knows: from this command on, the plan shows the placeholder."""
+        self.made_up.append((self.answered - 1, value, placeholder))
+        return value
+
+    # what is there: everything asked for (the steered host of the unit tests narrows these)
+    def _lv(self, name: str) -> dict | None:
+        if name not in self.lvs and "/" in name:
+            vg, lv = name.split("/", 1)
+            if not lv.endswith(self.suffix):
+                if self.thin:
+                    self.add_lv(vg, lv, attr="Vwi-aotz--", segtype="thin")
+                else:
+                    self.add_lv(vg, lv)
+        return self.lvs.get(name)
+
+    def _member_level(self, dev: str) -> str | None:
+        return "raid1"
+
+    def _table(self, dev: str) -> dict[int, tuple]:
+        return {n: (2048 * n, GiB_SECTORS // 4) for n in range(1, 129)}
+
+    def _fstype(self, dev: str) -> str | None:
+        return self.fstype
+
+    def _is_luks(self, dev: str) -> bool:
+        return True
+
+    def _opens(self, dev: str, key_file: str) -> bool:
+        return True
 
     def _pv(self, dev: str) -> dict | None:
-        if dev not in self.pvs and self.permissive:
+        if dev not in self.pvs:
             vg, lvs = self.guest
             self.pvs[dev] = {"pv_name": dev, "vg_name": vg, "vg_uuid": self._uuid(), "pv_count": "1"}
             self.guest_lvs.setdefault(vg, {lv: False for lv in lvs})
         return self.pvs.get(dev)
+
+    # -- commands -------------------------------------------------------------------------
+    def answer(self, argv: list[str]) -> tuple | None:
+        self.answered += 1
+        handler = getattr(self, "_cmd_" + argv[0], None)
+        return handler(argv[1:]) if handler else (127, "")
+
+    def _uuid(self) -> str:
+        self.next_uuid += 1
+        return f"GuestV-gUUI-D{self.next_uuid:04d}"
 
     def _cmd_pvs(self, args):
         pv = self._pv(args[-1])
@@ -131,10 +155,10 @@ class SimulatedSystem(Host):
     def _cmd_cryptsetup(self, args):
         op = args[0]
         if op == "isLuks":
-            return (0, "") if args[1] in self.luks or self.permissive else (1, "")
+            return (0, "") if self._is_luks(args[1]) else (1, "")
         if op == "open":
             dev, name, key = args[-2], args[-1], args[args.index("--key-file") + 1]
-            if self.luks.get(dev, key) != key:
+            if not self._opens(dev, key):
                 return (2, "")
             self.crypts[name] = dev
             return (0, "")
@@ -176,27 +200,27 @@ class SimulatedSystem(Host):
             arr = self.arrays.get(dev)
             return (0, f"MD_LEVEL={arr['level']}\nMD_UUID={arr['uuid']}\n") if arr else (1, "")
         if op == "--assemble":
-            uuid = next(a for a in args if a.startswith("--uuid="))[7:]
-            self.arrays[dev] = {"uuid": uuid, "level": "raid1", "kernel": f"md{self.next_md}",
-                                "member": args[-1]}
+            uuid = self.make_up(next(a for a in args if a.startswith("--uuid="))[7:], FRESH_UUID)
+            kernel = f"md{self.next_md}"
+            self.make_up(f"/dev/{kernel}", MD_NODE)
+            self.arrays[dev] = {"uuid": uuid, "level": "raid1", "kernel": kernel, "member": args[-1]}
             self.next_md -= 1
             return (0, "")
         if op == "--stop":
-            if not self.arrays.pop(dev, None):
-                return (1, "")
-            if not self.udev:
-                self.lingering.add(dev)     # nobody removes the /dev/md link
-            return (0, "")
+            return (0, "") if self.arrays.pop(dev, None) else (1, "")
         return (1, "")
 
     def _cmd_rm(self, args):
-        self.lingering.discard(args[-1])
         return (0, "")
 
     def _cmd_partx(self, args):
         dev, n = args[-1], int(args[args.index("--nr") + 1])
         entry = self._table(dev).get(n)
-        return (0, f"{n} {entry[0]} {entry[1]}\n") if entry else (1, "")
+        if not entry:
+            return (1, "")
+        start = self.make_up(str(entry[0]), PART_START)
+        sectors = self.make_up(str(entry[1]), PART_SECTORS)
+        return (0, f"{n} {start} {sectors}\n")
 
     def _cmd_blockdev(self, args):
         return (0, f"{GiB_SECTORS}\n")
@@ -217,7 +241,7 @@ class SimulatedSystem(Host):
         return (1, "")
 
     def _cmd_blkid(self, args):
-        fstype = self.fstypes.get(args[-1], self.fstype if self.permissive else None)
+        fstype = self._fstype(args[-1])
         return (0, f"DEVNAME={args[-1]}\nTYPE={fstype}\n") if fstype else (2, "")
 
     def _cmd_mount(self, args):
@@ -292,15 +316,47 @@ class SimulatedSystem(Host):
         pass
 
     def caller(self):
-        return {"pid": 4242, "start": self.processes.get(4242)}
-
-    def _start_time(self, pid):
-        return self.processes.get(pid)
+        return {"pid": None, "start": None}     # no Amanda process behind a plan
 
     def wait_for(self, path, seconds=10.0):
         return self.exists(path)
 
-    def add_dir(self, path: str) -> None:
-        while path not in ("/", "") and path not in self.dirs:
-            self.dirs.add(path)
-            path = os.path.dirname(path)
+
+class Plan(Record):
+    """A set-up and tear-down as run against a simulated host."""
+
+    setup: list             # each argv as run, with the simulated host's values in it
+    teardown: list
+    made_up: list           # (first command it can appear in, value, placeholder)
+    unknown_id: str = ""    # the DLE id, when config and host were not given
+
+    def lines(self) -> tuple[list[str], list[str]]:
+        """Each command as a shell line, with placeholders for what only a real run knows."""
+        shown = [self._show(i, shlex.join(argv)) for i, argv in enumerate(self.setup + self.teardown)]
+        return shown[:len(self.setup)], shown[len(self.setup):]
+
+    def _show(self, index: int, line: str) -> str:
+        for first, value, placeholder in self.made_up:
+            if first <= index:      # an earlier command's own words are never made up
+                line = re.sub(rf"(?<![^\s='])({re.escape(value)})(?![^\s'])", placeholder, line)
+        return line.replace(self.unknown_id, DLE_ID) if self.unknown_id else line
+
+
+def plan(spec: DeviceSpec, settings: Settings, system: SimulatedSystem, config: str | None = None,
+         host: str | None = None, disk: str | None = None) -> Plan:
+    """Set up and tear down spec's stack on system, named as Amanda's call for that DLE names it
+    (disk defaults to the device field, as when a disklist entry names no other)."""
+    disk = disk or spec.format()
+    ident = dle_id(config or "", host or "", disk)
+    system.suffix = settings.snap_suffix
+    system.add_dir(spec.mount_base)
+    system.expect(spec)
+    runner = system.runner()
+    before = system.answered, len(system.made_up)
+    stack = Stack(Context(runner, system, settings, ident), config or "", host or "", disk)
+    stack.setup(spec)
+    n_setup = len(runner.executed)
+    stack.teardown()
+    made_up = [(first - before[0], value, shown) for first, value, shown in system.made_up[before[1]:]]
+    return Plan(runner.executed[:n_setup], runner.executed[n_setup:], made_up,
+                "" if config is not None and host is not None else ident)

@@ -136,7 +136,8 @@ class Stack:
         data = self.journal.load()
         if data is None:
             return None
-        data["live"] = [(layer.rec["token"], layer.describe(), layer.exists())
+        data["live"] = [{"token": layer.rec["token"], "describe": layer.describe(),
+                         "present": layer.exists(), "names": layer.kernel_names()}
                         for layer in self._layers_from(data)]
         data["owner_alive"] = self.ctx.host.alive(data.get("owner") or {})
         return data

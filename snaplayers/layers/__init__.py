@@ -105,6 +105,7 @@ class Context(Record):
 
 
 PREFIX = "snaplayers"        # every kernel object a stack makes is named with it
+DM_PREFIX = PREFIX + "-"     # the device-mapper names of partitions and opened LUKS containers
 
 
 class Layer:
@@ -174,6 +175,10 @@ class Layer:
 
     def describe(self) -> str:
         return self.rec.get("device", self.kind)
+
+    def kernel_names(self) -> dict[str, str]:
+        """The names of what this layer makes (and the device it offers), as recorded."""
+        return {"device": self.rec["device"]}
 
     def fail(self, message: str) -> LayerError:
         return LayerError(f"{self.rec.get('token', self.kind)}: {message}")

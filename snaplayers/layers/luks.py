@@ -8,14 +8,14 @@ is never run on this mapping.
 
 from __future__ import annotations
 
-from . import PREFIX, Layer
+from . import DM_PREFIX, Layer
 from .part import depth
 
 
 class LuksOpen(Layer):
     kind = "luks"
     tools = ("cryptsetup", "dmsetup")
-    names = {"CRYPTNAME": PREFIX + "-{ID}-[0-9]{1,2}c", "CRYPTDEV": "/dev/mapper/{CRYPTNAME}",
+    names = {"CRYPTNAME": DM_PREFIX + "{ID}-[0-9]{1,2}c", "CRYPTDEV": "/dev/mapper/{CRYPTNAME}",
              # no '/' and never hidden: a key file directly in key-dir, read by root only
              "KEYFILE": r"{KEYDIR}/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\.key"}
     offers = "{CRYPTDEV}"
@@ -29,11 +29,14 @@ class LuksOpen(Layer):
 
     @classmethod
     def plan(cls, ctx, token, parent, spec):
-        mapping = f"{PREFIX}-{ctx.dle_id}-{depth(parent)}c"
+        mapping = f"{DM_PREFIX}{ctx.dle_id}-{depth(parent)}c"
         return cls(ctx, {"kind": cls.kind, "token": token.token(), "state": "planned",
                          "key_file": f"{ctx.settings.key_dir}/{token.key}.key",
                          "parent": parent.device, "mapping": mapping,
                          "device": f"/dev/mapper/{mapping}"}, parent)
+
+    def kernel_names(self):
+        return {"dm": self.rec["mapping"], "device": self.rec["device"]}
 
     def status(self) -> dict[str, str] | None:
         res = self.run("cryptsetup", "status", self.rec["mapping"], accept=(0, 4))

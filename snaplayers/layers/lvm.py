@@ -43,6 +43,10 @@ class LvSnapshot(Layer):
             "device": f"/dev/mapper/{dm_name(token.vg, snap)}", "size": ctx.settings.size,
         }, parent)
 
+    def kernel_names(self):
+        vg, snap = self.rec["vg"], self.rec["snapshot"]
+        return {"lv": f"{vg}/{snap}", "dm": dm_name(vg, snap), "device": self.rec["device"]}
+
     def lvs(self, lv: str) -> dict[str, str] | None:
         """One LV's fields, or None if LVM does not know it (lvs exits 5)."""
         res = self.run("lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o", FIELDS,

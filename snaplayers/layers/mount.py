@@ -54,6 +54,9 @@ class ReadOnlyMount(Layer):
     def device(self):
         return self.rec["mountpoint"]
 
+    def kernel_names(self):
+        return {"mountpoint": self.rec["mountpoint"]}
+
     @staticmethod
     def check_base(host, base: str) -> None:
         """Before anything is made: whoever can write the mount base (or a directory above it)

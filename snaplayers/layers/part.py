@@ -8,7 +8,7 @@ like the snapshot under it, so the mount layer can replay the journal into it.
 
 from __future__ import annotations
 
-from . import PREFIX, Layer
+from . import DM_PREFIX, Layer
 
 
 def depth(layer) -> int:
@@ -21,7 +21,7 @@ def depth(layer) -> int:
 class Partition(Layer):
     kind = "part"
     tools = ("partx", "blockdev", "dmsetup")
-    names = {"MAPNAME": PREFIX + "-{ID}-[0-9]{1,2}p[0-9]{1,3}", "MAPDEV": "/dev/mapper/{MAPNAME}"}
+    names = {"MAPNAME": DM_PREFIX + "{ID}-[0-9]{1,2}p[0-9]{1,3}", "MAPDEV": "/dev/mapper/{MAPNAME}"}
     offers = "{MAPDEV}"
     privileged = (
         ("partx", "--raw", "--noheadings", "--output", "NR,START,SECTORS", "--nr",
@@ -36,10 +36,13 @@ class Partition(Layer):
     @classmethod
     def plan(cls, ctx, token, parent, spec):
         # the layer's position keeps `part=1,raid1,part=1` from naming two mappings alike
-        mapping = f"{PREFIX}-{ctx.dle_id}-{depth(parent)}p{token.number}"
+        mapping = f"{DM_PREFIX}{ctx.dle_id}-{depth(parent)}p{token.number}"
         return cls(ctx, {"kind": cls.kind, "token": token.token(), "state": "planned",
                          "number": token.number, "parent": parent.device, "mapping": mapping,
                          "device": f"/dev/mapper/{mapping}"}, parent)
+
+    def kernel_names(self):
+        return {"dm": self.rec["mapping"], "device": self.rec["device"]}
 
     def _pre_setup(self):
         n, parent = self.rec["number"], self.rec["parent"]

@@ -14,6 +14,7 @@ import re
 from . import PREFIX, Layer, parse_export
 
 MD_PREFIX = PREFIX + "-"
+MD_LINKS = "/dev/md/"           # where mdadm puts an array's link under its name
 
 
 def fresh_uuid() -> str:
@@ -24,7 +25,7 @@ def fresh_uuid() -> str:
 class DegradedRaid1(Layer):
     kind = "raid1"
     tools = ("mdadm", "rm")
-    names = {"MD": "/dev/md/" + re.escape(MD_PREFIX) + "{ID}", "MDDEV": "/dev/md[0-9]{1,4}"}
+    names = {"MD": re.escape(MD_LINKS + MD_PREFIX) + "{ID}", "MDDEV": "/dev/md[0-9]{1,4}"}
     offers = "{MDDEV}"
     privileged = (
         ("mdadm", "--examine", "--export", "{DEV}"),
@@ -41,12 +42,16 @@ class DegradedRaid1(Layer):
         return cls(ctx, {
             "kind": cls.kind, "token": token.token(), "state": "planned",
             # device: the link until the kernel's node is known (after assembly)
-            "name": name, "md": f"/dev/md/{name}", "device": f"/dev/md/{name}",
+            "name": name, "md": MD_LINKS + name, "device": MD_LINKS + name,
             "member": parent.device,
             # written into the snapshot's superblock only: the origin array keeps its own, so
             # the copy can never be mistaken for (or collide with) a live array in this kernel
             "uuid": cls.new_uuid(),
         }, parent)
+
+    def kernel_names(self):
+        return {"md_link": self.rec["md"], "md_name": self.rec["name"],
+                "device": self.rec["device"]}
 
     def _pre_setup(self):
         member = self.rec["member"]

@@ -45,6 +45,11 @@ class GuestVg(Layer):
             "device": f"/dev/mapper/{dm_name(clone, token.lv)}",
         }, parent)
 
+    def kernel_names(self):
+        clone, lv = self.rec["clone"], self.rec["lv"]
+        return {"vg": clone, "lv": f"{clone}/{lv}", "dm": dm_name(clone, lv),
+                "device": self.rec["device"]}
+
     def lvm(self, *argv: str, accept=(0,)):
         return self.run(argv[0], "--config", lvm_config(self.rec["pv"]), *argv[1:], accept=accept)
 

@@ -3,8 +3,9 @@ import pytest
 from snaplayers.device import parse
 from snaplayers.layers import Context
 from snaplayers.props import Settings
-from snaplayers.simulate import SimulatedSystem
 from snaplayers.stack import Stack, dle_id
+
+from simhost import SteeredSystem
 
 BASE = "/v/amsnap"
 
@@ -13,7 +14,7 @@ class World:
     """A simulated storage host plus a stack for one DLE on it."""
 
     def __init__(self, tmp_path, permissive=True, **settings):
-        self.system = SimulatedSystem(permissive=permissive)
+        self.system = SteeredSystem(permissive=permissive)
         self.system.add_dir(BASE)
         self.state_dir = str(tmp_path / "state")
         self.settings = Settings(mount_base=BASE, state_dir=self.state_dir,

@@ -9,15 +9,13 @@ import sys
 
 import pytest
 
-from snaplayers import helper, privilege, tools
+from snaplayers import helper, privilege, simulate, tools
 from snaplayers.device import parse
 from snaplayers.errors import BadInput
-from snaplayers.layers import Context
 from snaplayers.props import Settings
-from snaplayers.simulate import SimulatedSystem
-from snaplayers.stack import Stack, dle_id
 
 import redteam
+from simhost import SteeredSystem
 
 BASE = "/v/amsnap"
 POLICY = privilege.compile_policy(BASE)
@@ -30,20 +28,13 @@ STACKS = ["lvm=data0+vol00,raid1,part=1", "lvm=data0+vol01,part=2", "lvm=data0+v
 
 def planned_argv(layers, tmp_path, fstype="ext4", size="20%ORIGIN", thin=False, recovery=True,
                  udev=True):
-    system = SimulatedSystem(fstype=fstype)
+    """What `snaplayers plan` prints, with the simulated host's values where it prints placeholders."""
+    system = SteeredSystem(fstype=fstype, thin=thin)
     system.udev = udev                  # without udev, a stopped array's link is removed too
-    system.add_dir(BASE)
-    spec = parse(f"{BASE}/{layers}", BASE)
-    if thin:
-        system.add_lv(spec.source.vg, spec.source.lv, attr="Vwi-aotz--", segtype="thin")
-    runner = system.runner()
     settings = Settings(mount_base=BASE, state_dir=str(tmp_path), log_dir=str(tmp_path), size=size,
                         recovery=recovery)
-    system.expect(spec)
-    stack = Stack(Context(runner, system, settings, dle_id("c", "h", layers)), disk=layers)
-    stack.setup(spec)
-    stack.teardown()
-    return runner.executed
+    done = simulate.plan(parse(f"{BASE}/{layers}", BASE), settings, system, "c", "h", layers)
+    return done.setup + done.teardown
 
 
 def bare(argv):

@@ -1,4 +1,4 @@
-"""The plugin's value classes (snaplayers/record.py) behave as the dataclasses they replaced."""
+"""The plugin's value classes (snaplayers/record.py) behave as frozen and plain dataclasses would."""
 
 import pytest
 

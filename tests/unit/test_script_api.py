@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from snaplayers import amanda, tools
-from snaplayers.simulate import SimulatedSystem
+
+from simhost import SteeredSystem
 
 BASE = "/v/amsnap"
 DEV = f"{BASE}/lvm=data0+vol00,raid1,part=1"
@@ -17,7 +18,7 @@ DEV = f"{BASE}/lvm=data0+vol00,raid1,part=1"
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     """Runs amanda.main() against a simulated host; returns (rc, stdout, stderr)."""
-    system = SimulatedSystem()
+    system = SteeredSystem()
     system.add_dir(BASE)
     runner = system.runner()
     real = amanda.environment

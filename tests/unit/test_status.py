@@ -1,0 +1,123 @@
+"""`snaplayers status`: the plain lines operators and the testbed read, and `--json` for programs."""
+
+import json
+import os
+import types
+
+import pytest
+
+from snaplayers import cli, layers, run
+from snaplayers.stack import dle_id
+
+BASE = "/v/amsnap"
+MD = "lvm=data0+vol00,raid1,part=1"
+VG = "lvm=data0+vol05,part=2,vg=vg0+root,luks=k"
+
+
+@pytest.fixture
+def recorded(world, spec, monkeypatch):
+    """Stacks set up on the simulated host; status reads them as on the real one."""
+    monkeypatch.setattr(layers, "Host", lambda: world.system)
+    monkeypatch.setattr(run, "Runner", lambda sudo="auto", debug=False: world.runner)
+    for disk, layers_ in (("vol00", MD), ("vol05", VG)):
+        stack = world.stack(disk)
+        stack.setup(spec(layers_))
+        data = stack.journal.load()
+        stack.journal.write({**data, "started": 1000.0})
+    monkeypatch.setattr(cli, "time", types.SimpleNamespace(time=lambda: 1042.4))
+    return world
+
+
+def gone(system, mountpoint):
+    """Unmounted and its directory removed behind the journal's back."""
+    system.mount_rows = [m for m in system.mount_rows if m["mountpoint"] != mountpoint]
+    system.dirs.discard(mountpoint)
+
+
+def status(capsys, state_dir, *extra):
+    assert cli.main(["status", "--state-dir", str(state_dir), *extra]) == 0
+    return capsys.readouterr().out
+
+
+def test_plain_status_lines(recorded, capsys):
+    a, b = dle_id("TB", "storage0", "vol00"), dle_id("TB", "storage0", "vol05")
+    recorded.system.processes.pop(4242)         # the Amanda run is gone: a leftover
+    gone(recorded.system, f"{BASE}/{VG}")
+    lines = status(capsys, recorded.state_dir).splitlines()
+    pid = os.getpid()
+    by_id = {a: [
+        f"TB storage0 vol00: up, set up 42 s ago by pid {pid}, device {BASE}/{MD}; Amanda process 4242 "
+        "is gone: a leftover",
+        f"  {'lvm=data0+vol00':<24} {'/dev/mapper/data0-vol00.amsnap':<48} present",
+        f"  {'raid1':<24} {'/dev/md127':<48} present",
+        f"  {'part=1':<24} {f'/dev/mapper/snaplayers-{a}-2p1':<48} present",
+        f"  {'mount':<24} {'mount':<48} present"],
+        b: [
+        f"TB storage0 vol05: up, set up 42 s ago by pid {pid}, device {BASE}/{VG}; Amanda process 4242 "
+        "is gone: a leftover",
+        f"  {'lvm=data0+vol05':<24} {'/dev/mapper/data0-vol05.amsnap':<48} present",
+        f"  {'part=2':<24} {f'/dev/mapper/snaplayers-{b}-1p2':<48} present",
+        f"  {'vg=vg0+root':<24} {f'/dev/mapper/snaplayers_{b}-root':<48} present",
+        f"  {'luks=k':<24} {f'/dev/mapper/snaplayers-{b}-3c':<48} present",
+        f"  {'mount':<24} {'mount':<48} gone"]}
+    assert lines == [line for ident in sorted(by_id) for line in by_id[ident]]
+
+
+def test_json_names_the_forms_of_every_kernel_object_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(run, "HELPERS", (str(tmp_path / "no-helper"),))
+    out = json.loads(status(capsys, tmp_path, "--json"))
+    assert out["stacks"] == [] and out["helper"] is None       # no helper installed here
+    assert out["names"] == {"dm_prefix": "snaplayers-", "guest_vg_prefix": "snaplayers_",
+                            "md_prefix": "snaplayers-", "md_link_prefix": "/dev/md/snaplayers-",
+                            "snapshot_suffix": ".amsnap", "mount_base": None}
+
+
+def test_json_takes_the_suffix_and_mount_base_from_the_installed_helper(tmp_path, capsys, monkeypatch):
+    from snaplayers import privilege
+    helper = tmp_path / "helper"
+    helper.write_text(privilege.helper_source(privilege.compile_policy("/srv/snaps", ".bk")))
+    monkeypatch.setattr(run, "HELPERS", (str(helper),))
+    out = json.loads(status(capsys, tmp_path / "state", "--json"))
+    assert out["names"]["snapshot_suffix"] == ".bk" and out["names"]["mount_base"] == "/srv/snaps"
+    assert out["helper"] == str(helper)
+
+
+def test_json_lists_each_stack_with_the_names_of_what_it_holds(recorded, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(run, "HELPERS", (str(tmp_path / "no-helper"),))
+    a, b = dle_id("TB", "storage0", "vol00"), dle_id("TB", "storage0", "vol05")
+    gone(recorded.system, f"{BASE}/{VG}")
+    out = json.loads(status(capsys, recorded.state_dir, "--json"))
+    assert out["names"]["mount_base"] is None           # no helper: not known
+    stacks = {s["dle_id"]: s for s in out["stacks"]}
+    assert set(stacks) == {a, b}
+    md = stacks[a]
+    assert {k: md[k] for k in ("config", "host", "disk", "device", "state", "pid")} == {
+        "config": "TB", "host": "storage0", "disk": "vol00", "device": f"{BASE}/{MD}",
+        "state": "up", "pid": os.getpid()}
+    assert md["owner"] == {"pid": 4242, "alive": True}
+    assert md["layers"] == [
+        {"token": "lvm=data0+vol00", "present": True,
+         "names": {"lv": "data0/vol00.amsnap", "dm": "data0-vol00.amsnap",
+                   "device": "/dev/mapper/data0-vol00.amsnap"}},
+        {"token": "raid1", "present": True,
+         "names": {"md_link": f"/dev/md/snaplayers-{a}", "md_name": f"snaplayers-{a}",
+                   "device": "/dev/md127"}},
+        {"token": "part=1", "present": True,
+         "names": {"dm": f"snaplayers-{a}-2p1", "device": f"/dev/mapper/snaplayers-{a}-2p1"}},
+        {"token": "mount", "present": True, "names": {"mountpoint": f"{BASE}/{MD}"}}]
+    vg = stacks[b]["layers"]
+    assert vg[2] == {"token": "vg=vg0+root", "present": True,
+                     "names": {"vg": f"snaplayers_{b}", "lv": f"snaplayers_{b}/root",
+                               "dm": f"snaplayers_{b}-root", "device": f"/dev/mapper/snaplayers_{b}-root"}}
+    assert vg[3]["names"] == {"dm": f"snaplayers-{b}-3c", "device": f"/dev/mapper/snaplayers-{b}-3c"}
+    assert vg[4] == {"token": "mount", "present": False, "names": {"mountpoint": f"{BASE}/{VG}"}}
+
+
+def test_json_says_an_unreadable_journal(tmp_path, capsys):
+    (tmp_path / "0123456789ab.json").write_text("{")
+    out = json.loads(status(capsys, tmp_path, "--json"))
+    assert out["stacks"] == [{"dle_id": "0123456789ab", "state": "unreadable"}]
+
+
+def test_plain_status_with_nothing_recorded_is_one_line(tmp_path, capsys):
+    assert status(capsys, tmp_path) == "no stacks recorded\n"
