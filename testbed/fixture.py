@@ -198,6 +198,14 @@ def janitor(client, image: str, prefixes: List[str], action: str) -> dict:
     return left
 
 
+def plugin_names(client, image: str) -> List[str]:
+    """What every kernel object the installed plugin makes is named with, as the plugin itself
+    says (`snaplayers status --json`): the leak checks look for these."""
+    out = run_container(client, image, ["snaplayers", "status", "--json"], where="the node image's snaplayers")
+    names = json.loads(out)["names"]
+    return sorted({names[k] for k in ("dm_prefix", "guest_vg_prefix", "md_prefix", "snapshot_suffix")})
+
+
 def reset(client, image: str) -> dict:
     """Every testbed's leftovers and every snaplayers object: only when no testbed runs."""
     leftovers = [c for c in client.containers.list(all=True)
@@ -207,4 +215,4 @@ def reset(client, image: str) -> dict:
     for n in client.networks.list():
         if n.attrs.get("Labels", {}).get(LABEL, "").startswith(PREFIX):
             n.remove()
-    return janitor(client, image, [PREFIX, "snaplayers-", "snaplayers_", ".amsnap"], "clean")
+    return janitor(client, image, [PREFIX, *plugin_names(client, image)], "clean")

@@ -54,7 +54,7 @@ def node_image(engine, testbed_config, steps):
 
 @pytest.fixture(scope="session")
 def testbed(engine, node_image, testbed_config, steps, worker):
-    from testbed.fixture import Testbed, janitor, new_prefix, reset
+    from testbed.fixture import Testbed, janitor, new_prefix, plugin_names, reset
     from testbed.lifecycle import Lifecycle
     # other testbeds share this engine (matrix cells): no global reset, no global leak check
     shared = testbed_config.shared
@@ -68,7 +68,7 @@ def testbed(engine, node_image, testbed_config, steps, worker):
     yield tb
     left = life.down()
     if worker == "master" and not shared:  # nobody else runs now: snaplayers' own objects too
-        more = janitor(engine, node_image, ["snaplayers-", "snaplayers_", ".amsnap"], "check")
+        more = janitor(engine, node_image, plugin_names(engine, node_image), "check")
         left = {k: left.get(k, []) + more.get(k, []) for k in set(left) | set(more)}
     leaked = {k: v for k, v in left.items() if v}
     assert not leaked, f"kernel objects leaked by testbed {tb.prefix}: {leaked}"

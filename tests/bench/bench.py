@@ -32,7 +32,7 @@ from testbed.amanda import Amanda, ok_dumps  # noqa: E402
 from testbed.backup import dump_while_writing, verify  # noqa: E402
 from testbed.config import Config  # noqa: E402
 from testbed.engine.vm import VmEngine  # noqa: E402
-from testbed.fixture import Testbed, new_prefix  # noqa: E402
+from testbed.fixture import Testbed, new_prefix, plugin_names  # noqa: E402
 from testbed.images import node  # noqa: E402
 from testbed.lifecycle import Lifecycle  # noqa: E402
 from testbed.progress import Steps  # noqa: E402
@@ -192,7 +192,7 @@ def overhead(fig: Figures, tb) -> None:
             print(f"\rbench: overhead {v.name} round {i + 1}/{ROUNDS}", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
         left = tb.exec("storage0", ["sh", "-c", "dmsetup ls; cat /proc/mdstat; lvs --noheadings -o lv_name"])
-        assert "snaplayers-" not in left and ".amsnap" not in left, left
+        assert not [n for n in plugin_names(tb.client, tb.image) if n in left], left
         p, b = statistics.median(plugin), statistics.median(bare)
         n = script.count("\n")
         split = breakdown(tb, v.name, plugin[-1])

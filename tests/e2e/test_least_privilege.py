@@ -9,7 +9,7 @@ import shlex
 import pytest
 import redteam
 from figures import record
-from leftovers import nothing_left
+from leftovers import nothing_left, plugin_status
 
 from testbed.amanda import CLIENT
 from testbed.topology import MOUNT_BASE
@@ -147,7 +147,9 @@ def test_a_guests_setuid_binaries_device_nodes_and_a_planted_symlink_give_nothin
     try:
         code, out, err = call("PRE-DLE-BACKUP")
         assert code != 0 and err.count("\n") == 1 and "not root's alone" in err, err
-        assert ".amsnap" not in tb.exec(CLIENT, ["lvs", "--noheadings", "-o", "lv_name"])
+        suffix = plugin_status(tb, CLIENT, user)["names"]["snapshot_suffix"]
+        assert not [lv for lv in tb.exec(CLIENT, ["lvs", "--noheadings", "-o", "lv_name"]).split()
+                    if lv.endswith(suffix)]
         record("setuid, device-node, symlink and stale-name cases refused")
     finally:
         tb.exec(CLIENT, ["chown", "root", MOUNT_BASE])
@@ -160,16 +162,18 @@ def test_a_stale_name_pointing_at_someone_elses_device_is_refused(amanda):
     checks in the kernel what a name is before it runs anything on it."""
     tb, user = amanda.tb, amanda.layout.user
     helper = helper_of(tb, user)
-    live_md = tb.exec(CLIENT, ["sh", "-c", "readlink -f $(ls -d /dev/md/* | grep -v snaplayers | head -1)"]).strip()
+    names = plugin_status(tb, CLIENT, user)["names"]        # the names the plugin would use
+    live_md = tb.exec(CLIENT, ["sh", "-c", "readlink -f $(ls -d /dev/md/* | grep -v -F "
+                               f"{shlex.quote(names['md_link_prefix'])} | head -1)"]).strip()
     origin = f"/dev/mapper/{tb.topo.vg(CLIENT).replace('-', '--')}-vol02"
     major, minor = (int(x, 16) for x in tb.exec(CLIENT, ["stat", "-L", "-c", "%t %T", origin]).split())
-    link, node = f"/dev/md/snaplayers-{redteam.ID}", f"/dev/mapper/snaplayers-{redteam.ID}-2p1"
+    link, node = f"{names['md_link_prefix']}{redteam.ID}", f"/dev/mapper/{names['dm_prefix']}{redteam.ID}-2p1"
     tb.exec(CLIENT, ["sh", "-c", f"ln -s {live_md} {link} && mknod {node} b {major} {minor}"])
     try:
         for argv in (["mdadm", "--detail", "--export", link], ["mdadm", "--stop", link],
                      ["blkid", "--probe", "--output", "export", live_md],
                      ["blockdev", "--getsz", node], ["mdadm", "--examine", "--export", node],
-                     ["dmsetup", "create", f"snaplayers-{redteam.ID}-1p1", "--table", f"0 8 linear {live_md} 0"],
+                     ["dmsetup", "create", f"{names['dm_prefix']}{redteam.ID}-1p1", "--table", f"0 8 linear {live_md} 0"],
                      ["mount", "-t", "ext4", "-o", "ro,nosuid,nodev,noexec", node, f"{MOUNT_BASE}/lvm=x+y"]):
             code, out, err = tb.run(CLIENT, ["sudo", "-n", helper, *argv], user=user)
             assert code == 126 and err.count("\n") == 1 and ("not that mapping" in err or "not snaplayers'" in err

@@ -12,7 +12,7 @@ from testbed.topology import MOUNT_BASE
 pytestmark = pytest.mark.integration
 
 from figures import record
-from leftovers import nothing_left
+from leftovers import nothing_left, plugin_status
 
 PLUGIN = "/usr/lib/amanda/application/script-snaplayers"
 
@@ -47,11 +47,19 @@ def test_sigkill_at_every_set_up_step_is_recovered_by_the_next_call(testbed):
         PLUGIN, "PRE-DLE-BACKUP", "--execute-where", "client", "--config", "TB", "--host", "storage0",
         "--disk", variant, "--device", testbed.device(variant), "--mount-base", MOUNT_BASE,
         "--log-dir", "/tmp/killlog"])
-    # lvs, lvs, lvcreate, lvs, examine, detail, assemble, detail, partx, blockdev, create,
-    # mknodes, blkid, mkdir, mount: killed right after each command that makes something (what
-    # recovery must undo), and after the first (nothing made yet); each kill costs minutes under TCG
-    steps = 15
-    for k in (1, 3, 7, 11, 14, steps):
+    # the set-up's commands as the plugin plans them: killed right after each one that makes
+    # something (what recovery must undo), and after the first (nothing made yet); each kill
+    # costs minutes under TCG
+    plan = testbed.exec("storage0", ["snaplayers", "plan", "--device", testbed.device(variant), "--mount-base",
+                                     MOUNT_BASE, "--config", "TB", "--host", "storage0", "--disk", variant])
+    setup = plan.split("# tear-down")[0].splitlines()[1:]
+    steps = len(setup)
+    made_by = {"lvcreate", "mdadm --assemble", "dmsetup create", "mkdir", "mount"}
+    words = [line.split()[0].rsplit("/", 1)[-1:] + line.split()[1:2] for line in setup]
+    makes = [i + 1 for i, w in enumerate(words) if w[0] in made_by or " ".join(w) in made_by]
+    assemble = next(i + 1 for i, w in enumerate(words) if w == ["mdadm", "--assemble"])
+    assert len(makes) == 5 and makes[-1] == steps, setup
+    for k in (1, *makes):
         # start the plugin, wait until its log shows the k-th command started, SIGKILL it
         script = (f"rm -rf /tmp/killlog; {argv} >/dev/null 2>&1 & pid=$!; "
                   f"for i in $(seq 400); do n=$(cat /tmp/killlog/*.debug 2>/dev/null | grep -c ' + '); "
@@ -62,7 +70,7 @@ def test_sigkill_at_every_set_up_step_is_recovered_by_the_next_call(testbed):
         code, out, err = as_backup(testbed, "PRE-DLE-BACKUP", variant)
         assert code == 0, f"after a kill at step {k}: {err}"
         assert testbed.exec("storage0", ["findmnt", "-n", "-o", "TARGET", testbed.device(variant)]).strip()
-        if k in (7, steps):     # a rebuilt stack reads like any other: two full reads pay for all
+        if k in (assemble, steps):  # a rebuilt stack reads like any other: two full reads pay for all
             compare(testbed, variant)
         code, out, err = as_backup(testbed, "POST-DLE-BACKUP", variant)
         assert code == 0, err
@@ -106,7 +114,9 @@ def test_a_mount_point_already_mounted_is_refused_and_nothing_is_created(testbed
     try:
         code, out, err = as_backup(testbed, "PRE-DLE-BACKUP", variant)
         assert code != 0 and "already a mount point" in err and err.count("\n") == 1
-        assert ".amsnap" not in testbed.exec("storage0", ["lvs", "--noheadings", "-o", "lv_name"])
+        suffix = plugin_status(testbed)["names"]["snapshot_suffix"]
+        assert not [lv for lv in testbed.exec("storage0", ["lvs", "--noheadings", "-o", "lv_name"]).split()
+                    if lv.endswith(suffix)]
     finally:
         testbed.exec("storage0", ["sh", "-c", f"umount {shlex.quote(mp)}; rmdir {shlex.quote(mp)}"])
     nothing_left(testbed)
@@ -177,8 +187,9 @@ def test_the_origin_array_assembled_on_the_storage_host_is_never_what_is_mounted
         source = testbed.exec("storage0", ["findmnt", "-n", "-o", "SOURCE", device]).strip()
         chain = testbed.exec("storage0", ["lsblk", "-s", "-n", "-r", "-o", "NAME", source]).split()
         origin_kernel = testbed.exec("storage0", ["readlink", "-f", origin]).strip().rsplit("/", 1)[-1]
-        assert origin_kernel not in chain and any(n.endswith("hostleg.amsnap") for n in chain), chain
-        assert "MD_DEVNAME=snaplayers-" in testbed.exec("storage0", ["mdadm", "--detail", "--export", source])
+        names = plugin_status(testbed)["names"]
+        assert origin_kernel not in chain and any(n.endswith("hostleg" + names["snapshot_suffix"]) for n in chain), chain
+        assert f"MD_DEVNAME={names['md_prefix']}" in testbed.exec("storage0", ["mdadm", "--detail", "--export", source])
         seen = testbed.python("storage0", "guest.py", "manifest", {"root": device})["manifest"]
         record("bytes compared", int(testbed.exec("storage0", ["du", "-sb", device]).split()[0]))
         assert seen == expected

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from leftovers import nothing_left
+from leftovers import nothing_left, plugin_status
 from testbed.topology import MOUNT_BASE
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,8 @@ def test_a_guest_vg_named_like_the_hosts_is_read_from_the_snapshot_alone(testbed
     try:
         device = testbed.device(variant)
         source = testbed.exec("storage0", ["findmnt", "-n", "-o", "SOURCE", device]).strip()
-        assert source.startswith("/dev/mapper/snaplayers_"), source   # the renamed copy's LV
+        renamed = plugin_status(testbed)["names"]["guest_vg_prefix"]
+        assert source.startswith(f"/dev/mapper/{renamed}"), source   # the renamed copy's LV
         assert testbed.exec("storage0", lvs) == before[0]      # the host's namesake: untouched
         seen = testbed.python("storage0", "guest.py", "manifest", {"root": device})["manifest"]
         assert seen == testbed.manifest(variant)
