@@ -64,8 +64,8 @@ def _anchor(client) -> None:
 # through rtslib-fb, targetcli's library: a target, TPG 1 enabled, the portal on every address
 ANCHOR_SCRIPT = """
 import os, sys
-from rtslib_fb import TPG, FabricModule, NetworkPortal, Target
 if not os.path.isdir("/sys/kernel/config/target/iscsi/" + sys.argv[1]):
+    from rtslib_fb import TPG, FabricModule, NetworkPortal, Target
     tpg = TPG(Target(FabricModule("iscsi"), sys.argv[1], mode="create"), 1, mode="create")
     NetworkPortal(tpg, "0.0.0.0", 3260, mode="create")
     tpg.enable = True

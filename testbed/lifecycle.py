@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 from .fixture import Testbed
+from .run import TestbedError
 
 
 class Lifecycle:
@@ -31,7 +32,10 @@ class Lifecycle:
 
     def up(self) -> Testbed:
         for old in self.first:
-            old.destroy()
+            try:
+                old.destroy()
+            except TestbedError as err:     # a half-gone leftover: create below says if it matters
+                old.steps.say(f"destroy {old.prefix} (a leftover): {err}")
         if self.record:
             self.record()
         tb = self.testbed

@@ -64,7 +64,7 @@ def probe(steps=None):
         out = client.containers.run(PROBE_IMAGE, ["sh", "-c", PROBE_SCRIPT], privileged=True,
                                     remove=True, volumes=volumes, labels={"io.snaplayers.testbed": "probe"})
     # the engine answered but refused (no privilege), or the probe failed or could not be made
-    except (docker.errors.APIError, docker.errors.ContainerError, TestbedError) as err:
+    except (docker.errors.DockerException, requests.exceptions.RequestException, TestbedError) as err:
         return " ".join(str(err).split())[:200]
     return {line.split()[0]: line.split()[1] == "yes"
             for line in out.decode().splitlines() if len(line.split()) == 2}

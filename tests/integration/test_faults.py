@@ -130,13 +130,15 @@ def test_every_dle_at_once_is_byte_exact_and_a_single_point_in_time(testbed):
     point in time), mounted read-only without setuid, devices or exec."""
     variants = [v.name for v in testbed.topo.variants]
     logs = {v: f"{testbed.mountpoint(v)}/live/log" for v in variants}
-    writers = {v: testbed.python("guest0", "guest.py", "writer-start", {"log": logs[v]}) for v in variants}
+    writers = {}
     calls = " ".join(
         "( " + " ".join(shlex.quote(a) for a in [
             PLUGIN, "PRE-DLE-BACKUP", "--execute-where", "client", "--config", "TB", "--host", "storage0",
             "--disk", v, "--device", testbed.device(v), "--mount-base", MOUNT_BASE, "--level", "0"])
         + f" > /tmp/par-{v}.out 2> /tmp/par-{v}.err; echo $? > /tmp/par-{v}.rc ) &" for v in variants)
     try:
+        for v in variants:
+            writers[v] = testbed.python("guest0", "guest.py", "writer-start", {"log": logs[v]})
         testbed.exec("storage0", ["su", "backup", "-s", "/bin/sh", "-c", calls + " wait"])
         for v in variants:
             device = testbed.device(v)
