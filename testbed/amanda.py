@@ -266,8 +266,9 @@ class Amanda:
         return "\n".join(lines) + "\n"
 
     # -- Amanda's own commands, as the dump user --------------------------------------------
-    def as_backup(self, *argv: str, timeout: int = 1200):
-        # a hung Amanda command fails the step instead of the whole run
+    def as_backup(self, *argv: str, timeout: int = 2400):
+        # a hung Amanda command fails the step instead of the whole run; 20 min was too short
+        # for a six-DLE amdump with two emulated VMs on two cores (bullseye cell: planner 660 s)
         return self.tb.run(SERVER, ["timeout", str(timeout), *argv], user=self.layout.user)
 
     def amcheck(self, config: str = CONFIG):
