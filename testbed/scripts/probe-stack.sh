@@ -22,6 +22,7 @@ mdadm --create "/dev/md/$P" --run --quiet --level=1 --raid-devices=2 --metadata=
 md=$(basename "$(readlink -f "/dev/md/$P")")
 say "md raid1 $md: $(cat /sys/block/$md/md/array_state)"
 # LIO through rtslib-fb, targetcli's library (no D-Bus): what the storage hosts do
+truncate -s 32M "$dir/lio.img"     # as targetcli made it: a sparse file of the LUN's size
 python3 - "$P-fio" "$dir/lio.img" "$IQN" <<'PY'
 import sys
 from rtslib_fb import LUN, TPG, FabricModule, FileIOStorageObject, NetworkPortal, RTSLibError, Target
