@@ -23,7 +23,9 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="snaplayers", description=__doc__)
+    p = Parser(prog="snaplayers", description=__doc__,
+               epilog="script-snaplayers --help documents the Amanda plugin: its commands, the "
+                      "device grammar and every property with its default.")
     p.add_argument("--version", action="version", version=f"snaplayers {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 

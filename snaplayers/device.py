@@ -33,47 +33,51 @@ class _VgLv(Record, frozen=True):
 
 
 class Lvm(_VgLv):
-    """Source layer: a snapshot of logical volume <vg>/<lv>."""
-
     kind = "lvm"
+    syntax = "lvm=<vg>+<lv>"
+    meaning = "the source, always first: a snapshot of logical volume <vg>/<lv>"
 
 
 class Raid1(Record, frozen=True):
-    """The device below is one leg of an md RAID1: assemble it degraded."""
-
     kind = "raid1"
+    syntax = "raid1"
+    meaning = "the device below is one leg of an md RAID1: assemble it degraded"
 
     def token(self) -> str:
         return "raid1"
 
 
 class Part(Record, frozen=True):
-    """Partition <n> of the device below."""
-
     number: int
     kind = "part"
+    syntax = "part=<n>"
+    meaning = f"partition <n> (1..{MAX_PARTITION}) of the device below"
 
     def token(self) -> str:
         return f"part={self.number}"
 
 
 class Vg(_VgLv):
-    """The device below is the one PV of a guest's volume group <vg>: activate its LV <lv>."""
-
     kind = "vg"
+    syntax = "vg=<vg>+<lv>"
+    meaning = "the device below is the one PV of a guest's volume group <vg>: activate its LV <lv>"
 
 
 class Luks(Record, frozen=True):
-    """The device below is a LUKS1/LUKS2 container: open it with the key file named <key>."""
-
     key: str
     kind = "luks"
+    syntax = "luks=<key>"
+    meaning = "the device below is a LUKS1/LUKS2 container: open it with <key-dir>/<key>.key"
 
     def token(self) -> str:
         return f"luks={self.key}"
 
 
-EXPECTED = "expected lvm=<vg>+<lv>, raid1, part=<n>, vg=<vg>+<lv> or luks=<key>"
+# every layer the grammar accepts: the refusal below and script-snaplayers --help list them
+LAYERS = (Lvm, Raid1, Part, Vg, Luks)
+GRAMMAR = f"<mount_base>/({'|'.join(layer.syntax for layer in LAYERS)})[,...]"
+EXPECTED = ("expected " + ", ".join(layer.syntax for layer in LAYERS[:-1]) + " or "
+            + LAYERS[-1].syntax)
 # a key file's name under the key-dir property: no '/', never hidden, never '..'
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
 

@@ -96,25 +96,56 @@ def check_suffix(suffix: str) -> str:
     return suffix
 
 
-# property name -> (Settings field, converter)
 def _seconds(name: str, value: str) -> int:
     if not re.fullmatch(r"[0-9]{1,9}", value):
         raise BadInput(f"property {name} {show(value)} must be a whole number of seconds")
     return int(value)
 
 
+def _text(name: str, value: str) -> str:
+    return value
+
+
+class Property(Record, frozen=True):
+    """A property: the Settings field it sets, how its value is read, and what it is for."""
+
+    field: str
+    convert: object
+    meaning: str
+
+
+# The one list of properties: settings_from reads it, script-snaplayers --help prints it with
+# each Settings default.
 PROPERTIES = {
-    "mount-base": ("mount_base", lambda n, v: v),
-    "snap-suffix": ("snap_suffix", lambda n, v: v),
-    "size": ("size", lambda n, v: v),
-    "stale-seconds": ("stale_seconds", _seconds),
-    "state-dir": ("state_dir", lambda n, v: v),
-    "log-dir": ("log_dir", lambda n, v: v),
-    "key-dir": ("key_dir", lambda n, v: v),
-    "sudo": ("sudo", lambda n, v: v.lower()),
-    "recovery": ("recovery", boolean),
-    "debug": ("debug", boolean),
+    "mount-base": Property("mount_base", _text, "the root-owned directory the stacks are mounted "
+                                                "under; every device field starts with it"),
+    "snap-suffix": Property("snap_suffix", _text, "added to the origin LV's name to name its "
+                                                  "snapshot"),
+    "size": Property("size", _text, "the snapshot's size: an LVM size (50M, 1.5G) or "
+                                    "N%ORIGIN; a thin origin needs none"),
+    "stale-seconds": Property("stale_seconds", _seconds,
+                              "a leftover stack younger than this, whose Amanda process runs or "
+                              "cannot be checked, is refused as busy; an older one is torn down"),
+    "state-dir": Property("state_dir", _text, "where each DLE's journal and lock are kept"),
+    "log-dir": Property("log_dir", _text, "one debug file per call: every command, its exit "
+                                          "status, duration and stderr"),
+    "key-dir": Property("key_dir", _text, "luks=<key> opens with <key-dir>/<key>.key "
+                                          "(readable by root only)"),
+    "sudo": Property("sudo", lambda n, v: v.lower(), "run commands through sudo -n and the "
+                                                    "helper: auto (unless root), yes or no"),
+    "recovery": Property("recovery", boolean, "NO mounts with noload/norecovery: the "
+                                              "journal is not replayed into the snapshot"),
+    "debug": Property("debug", boolean, "YES adds each command's standard output to the debug "
+                                        "file"),
 }
+
+
+def default(prop: Property) -> str | None:
+    """The Settings default as an amanda.conf value would spell it; None if it is required."""
+    value = getattr(Settings, prop.field, None)
+    if isinstance(value, bool):
+        return "YES" if value else "NO"
+    return None if value is None else str(value)
 
 
 def settings_from(props: dict[str, str]) -> Settings:
@@ -123,8 +154,8 @@ def settings_from(props: dict[str, str]) -> Settings:
     for name, value in props.items():
         if name not in PROPERTIES:
             raise BadInput(f"unknown option --{name}")
-        attr, convert = PROPERTIES[name]
-        values[attr] = convert(name, value)
+        prop = PROPERTIES[name]
+        values[prop.field] = prop.convert(name, value)
     if "mount_base" not in values:
         raise BadInput("missing required property mount-base (property \"mount-base\" \"/v/amsnap\")")
     return Settings(**values)
@@ -152,7 +183,8 @@ _FLAGS = ("success", "failed")
 def parse_call(argv: list[str]) -> Call:
     """`COMMAND --opt value ...`; commands in either case, options in '-' or '_' spelling."""
     if not argv:
-        raise BadInput("no command given (expected support, PRE-DLE-BACKUP, ...)")
+        raise BadInput("no command given (expected support, PRE-DLE-BACKUP, ...; --help lists "
+                       "them)")
     command = argv[0]
     if not re.fullmatch(r"[A-Za-z][A-Za-z-]{0,40}", command):
         raise BadInput(f"bad command {show(command)}")

@@ -60,6 +60,8 @@ def test_the_zipapp_runs_on_the_hosts_python(tmp_path, python):
                            "--mount-base", "/v/amsnap"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "'raid1' cannot come first" in proc.stderr
+    proc = subprocess.run([str(target), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == "" and "luks=<key>" in proc.stdout
 
 
 def test_install_without_an_application_dir_says_where_it_looked(monkeypatch, capsys):

@@ -7,7 +7,10 @@ import sys
 
 import pytest
 
-from snaplayers import amanda, tools
+from snaplayers import amanda, cli, tools
+from snaplayers import log as plugin_log
+from snaplayers.device import LAYERS, parse
+from snaplayers.props import PROPERTIES, Settings, settings_from
 
 from simhost import SteeredSystem
 
@@ -52,6 +55,56 @@ def test_support_prints_capabilities_and_nothing_on_stderr(capsys):
     assert err == ""
     for line in ("CONFIG YES", "HOST YES", "DISK YES", "MESSAGE-LINE YES", "EXECUTE-WHERE YES"):
         assert line in out.splitlines()
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_commands_grammar_and_properties(capsys, flag):
+    assert amanda.main([flag]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.startswith("usage: script-snaplayers COMMAND")
+    # every command the plugin answers, and no other
+    listed = set(re.findall(r"\b(?:PRE|POST|INTER)-[A-Z-]+[A-Z]\b", out))
+    assert listed == {*amanda.SETUP, *amanda.TEARDOWN, *amanda.NOOP} and "\n  support\n" in out
+    # the grammar, with every layer the parser accepts: one device holding each kind parses
+    assert "<mount_base>/(lvm=<vg>+<lv>|raid1|part=<n>|vg=<vg>+<lv>|luks=<key>)[,...]" in out
+    spec = parse(f"{BASE}/lvm=a+b,raid1,part=1,vg=c+d,luks=k", BASE)
+    assert {type(layer) for layer in spec.layers} == set(LAYERS)
+    for layer in LAYERS:
+        assert f"\n  {layer.syntax}\n      " in out
+    for example in re.findall(r"/v/amsnap/\S+", out):
+        parse(example, BASE)
+    # every property with its default: the printed defaults, read back, are Settings' own
+    printed = dict(re.findall(r"^  ([a-z-]+) \((required|default \S+)\)$", out, re.M))
+    assert set(printed) == set(PROPERTIES) and printed["mount-base"] == "required"
+    defaults = {name: shown[len("default "):] for name, shown in printed.items()
+                if name != "mount-base"}
+    assert settings_from({"mount-base": BASE, **defaults}) == Settings(mount_base=BASE)
+    assert "size (default 20%ORIGIN)" in out and "recovery (default YES)" in out
+
+
+def test_help_runs_and_writes_nothing(plugin, capsys, monkeypatch):
+    def refused(*args):
+        raise AssertionError("--help reached the machine")
+    monkeypatch.setattr(amanda, "environment", refused)
+    monkeypatch.setattr(plugin_log, "start", refused)
+    assert plugin("--help", *dle("PRE-DLE-BACKUP")[1:]) == 0
+    assert capsys.readouterr().out.startswith("usage: ")
+    assert plugin.runner.executed == []
+    assert not plugin.state.exists() and not plugin.logs.exists()
+
+
+def test_the_operator_commands_help_points_to_the_plugins(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--help"])
+    assert stop.value.code == 0
+    assert "script-snaplayers --help" in " ".join(capsys.readouterr().out.split())
+
+
+def test_support_imports_nothing_but_the_entry():
+    code = ("import sys; from snaplayers import amanda; amanda.main(['support']); "
+            "print(sorted(m for m in sys.modules if m.startswith('snaplayers')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines()[-1] == "['snaplayers', 'snaplayers.amanda']"
 
 
 def test_backup_cycle_prints_the_directory_property(plugin, capsys):
@@ -258,3 +311,9 @@ def test_installed_console_script_answers_support():
     exe = os.path.join(os.path.dirname(sys.executable), "script-snaplayers")
     proc = subprocess.run([exe, "support"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stderr == "" and "EXECUTE-WHERE YES" in proc.stdout
+
+
+def test_installed_console_script_answers_help():
+    exe = os.path.join(os.path.dirname(sys.executable), "script-snaplayers")
+    proc = subprocess.run([exe, "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == "" and "mount-base (required)" in proc.stdout
