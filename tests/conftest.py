@@ -20,12 +20,41 @@ def testbed_config():
     return Config.from_env()
 
 
+class LiveLines:
+    """The session's long steps on the terminal as they happen (engine boot, images, fixture,
+    each amdump): pytest would hold them until the test ends, minutes of silence under TCG."""
+
+    def __init__(self, config):
+        self.capture = config.pluginmanager.getplugin("capturemanager")
+        self.terminal = config.pluginmanager.getplugin("terminalreporter")
+        self.held = ""
+
+    def write(self, text: str) -> None:
+        self.held += text
+        *lines, self.held = self.held.split("\n")
+        if self.capture is None or self.terminal is None:     # xdist worker, -p no:terminal
+            import sys
+            sys.stderr.write("".join(line + "\n" for line in lines))
+            return
+        with self.capture.global_and_fixture_disabled():
+            tw = getattr(self.terminal, "_tw", None)
+            if lines and tw is not None and tw.width_of_current_line:
+                self.terminal.write("\n")         # not after the progress dots: a line of its own
+            for line in lines:
+                self.terminal.write_line(line)
+            self.terminal.flush()
+
+    def flush(self) -> None:
+        pass
+
+
 @pytest.fixture(scope="session")
-def steps(testbed_config):
+def steps(testbed_config, request):
     from figures import STEPS
     from testbed.progress import Steps
     c = testbed_config
-    s = Steps(f"testbed session (kernel {c.kernel}, {c.suite}, Amanda layout {c.layout})")
+    s = Steps(f"testbed session (kernel {c.kernel}, {c.suite}, Amanda layout {c.layout})",
+              out=LiveLines(request.config))
     STEPS.append(s)                        # printed in the time profile at the end
     return s
 
@@ -114,8 +143,17 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+def pytest_runtest_teardown(item, nextitem):
+    if nextitem is None:                   # its tear-down is the session's: testbeds, leak check
+        from figures import LAST
+        LAST.add(item.nodeid)
+
+
 def pytest_runtest_logreport(report):
-    from figures import SECONDS
+    from figures import LAST, SECONDS, SESSION
+    if report.when == "teardown" and report.nodeid in LAST:
+        SESSION["session tear-down (testbeds destroyed, leak check)"] = report.duration
+        return
     SECONDS[report.nodeid] = SECONDS.get(report.nodeid, 0.0) + report.duration
 
 

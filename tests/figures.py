@@ -4,6 +4,8 @@ printed at the end of the run by conftest's terminal summary."""
 FIGURES = {}
 STEPS = []          # the session's Steps: engine, images, fixtures, each Amanda run
 SECONDS = {}        # test id -> seconds spent in its set-up, call and tear-down
+LAST = set()        # the test whose tear-down is the session's
+SESSION = {}        # the session's tear-down: not the last test's own time
 
 
 def record(key, n=1):
@@ -25,6 +27,7 @@ def profile(top: int = 12):
             n, total = merged.get(name, (0, 0.0))
             merged[name] = (n + 1, total + secs)
     rows += [(name if n == 1 else f"{name} x{n}", secs) for name, (n, secs) in merged.items()]
+    rows += list(SESSION.items())
     faults = [(t, s) for t, s in SECONDS.items() if "faults" in t.split("::")[0]]
     rows += [(f"fault: {t.split('::')[-1][:64]}", s) for t, s in faults]
     slow = sorted(((s, t) for t, s in SECONDS.items() if (t, s) not in faults), reverse=True)[:top]
