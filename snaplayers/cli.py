@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                        ("cleanup", "tear down leftover stacks")):
         s = sub.add_parser(name, help=text)
         s.add_argument("--state-dir", default=None)
-        s.add_argument("--sudo", default="auto", choices=("auto", "yes", "no"))
+        s.add_argument("--sudo", default="auto", choices=("auto", "yes", "no"),
+                       help="auto: through sudo and the helper unless root, and as root only "
+                            "what the installed helper admits; no: as root, whatever the "
+                            "journals say (trusts whoever can write the state dir)")
         if name == "cleanup":
             s.add_argument("--disk", help="only this DLE's stack")
         else:
@@ -115,11 +118,15 @@ def _journals(args):
 
 def _stack_for(data, sudo: str):
     from .layers import Context, Host
+    from .privilege import installed_policy
     from .props import Settings
     from .run import Runner
     from .stack import Stack
     settings = Settings(**{**data["settings"], "sudo": sudo})
-    ctx = Context(Runner(sudo), Host(), settings, data["dle_id"])
+    # the journals are the Amanda user's to write: root acts on them only within the installed
+    # helper's policy, so a forged journal makes root do nothing that user could not
+    policy = installed_policy(run.helper_path()) if sudo == "auto" and os.geteuid() == 0 else None
+    ctx = Context(Runner(sudo, policy=policy), Host(), settings, data["dle_id"])
     return Stack(ctx, data["config"], data["host"], data["disk"])
 
 
@@ -195,7 +202,7 @@ def cmd_cleanup(args) -> int:
         stack = _stack_for(data, args.sudo)
         try:
             with stack.lock():
-                stack.teardown()
+                stack.teardown(force=True)
             cleaned += 1
             print(f"torn down: {data['disk']} ({data['device']})")
         except SnaplayersError as err:

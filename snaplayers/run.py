@@ -40,10 +40,12 @@ class Runner:
     leave it empty.
     """
 
-    def __init__(self, sudo: str = "auto", debug: bool = False):
+    def __init__(self, sudo: str = "auto", debug: bool = False, policy: dict | None = None):
         self.use_sudo = sudo == "yes" or (sudo == "auto" and os.geteuid() != 0)
         self.debug = debug          # the debug property: each command's stdout in the log too
         self.helper = helper_path() if self.use_sudo else ""
+        # without sudo, the helper's checks in this process: root acting on what others wrote
+        self.policy = None if self.use_sudo else policy
         self.executed: list[list[str]] = []
         self._served = None         # one `sudo helper --serve` for all of this call's commands
 
@@ -58,15 +60,27 @@ class Runner:
         log.info("+ %s", shlex.join(full))      # quoted: a line can be pasted into a shell
         self.executed.append(full)
         start = time.monotonic()
-        proc = self._spawn(full)
+        proc = self._refusal(full) or self._spawn(full)
         log.info("  exit %d in %.3fs", proc.returncode, time.monotonic() - start)
         for line in proc.stderr.splitlines():
             log.info("  stderr: %s", line)
         for line in proc.stdout.splitlines() if self.debug else ():
             log.info("  stdout: %s", line)
-        if proc.returncode not in accept or (self.use_sudo and proc.returncode == REFUSED):
+        if proc.returncode not in accept or (
+                (self.use_sudo or self.policy is not None) and proc.returncode == REFUSED):
             raise CommandFailed(full, proc.returncode, proc.stderr)
         return proc
+
+    def _refusal(self, full: list[str]) -> Result | None:
+        """Without sudo but with a policy: the helper's own checks, in this process."""
+        if self.use_sudo or self.policy is None:
+            return None
+        from .helper import NAME, admit
+        try:
+            admit(self.policy, [os.path.basename(full[0]), *full[1:]])
+        except Exception as err:    # a refusal, or a guard that could not look: the same
+            return Result(full, REFUSED, "", f"{NAME}: refused: {' '.join(str(err).split())}")
+        return None
 
     def _spawn(self, full: list[str]) -> Result:
         if self.use_sudo:

@@ -71,10 +71,18 @@ class Stack:
         return built[-1].device
 
     # -- tear-down -------------------------------------------------------------------------
-    def teardown(self) -> bool:
-        """Tear down what the journal records. False if there was nothing."""
+    def teardown(self, force: bool = False) -> bool:
+        """Tear down what the journal records. False if there was nothing of this caller's: a
+        stack another Amanda process made and still runs (amdump's, when amcheck's PRE was
+        refused as busy) is left to that process's own POST, which checks it (force: the
+        operator's cleanup)."""
         data = self.journal.load()
         if data is None:
+            return False
+        owner = data.get("owner") or {}
+        if not force and owner != self.ctx.host.caller() and self.ctx.host.alive(owner):
+            log.info("the stack belongs to pid %s, which still runs: left to its own POST",
+                     owner.get("pid"))
             return False
         self._teardown(data, self._layers_from(data)[::-1])
         return True

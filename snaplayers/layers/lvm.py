@@ -90,7 +90,8 @@ class LvSnapshot(Layer):
         return self.lvs(self.rec["snapshot"])
 
     def _teardown(self, snap):
-        if snap.get("origin") != self.rec["origin"]:
+        # a snapshot always has an origin: a journal naming a plain LV (origin "") is not ours
+        if not snap.get("origin") or snap.get("origin") != self.rec["origin"]:
             raise self.fail(f"{self.rec['vg']}/{self.rec['snapshot']} is not a snapshot of "
                             f"{self.rec['origin']}; not removing it")
         attr, used = snap.get("lv_attr", ""), snap.get("data_percent", "") or "0"

@@ -1,5 +1,5 @@
 """Faults through the real Amanda: amdump killed after PRE-DLE-BACKUP, a snapshot
-that overflows while Amanda dumps, the guest's iSCSI session dropped and restored, the storage
+that overflows while Amanda dumps (and amcheck runs), the guest's iSCSI session dropped and restored, the storage
 host's container restarted in the middle of a dump. Every fault happens while the dump is held
 right after snaplayers' PRE-DLE-BACKUP (testbed/scripts/script-testbed-hold), so it lands at
 the same point every run. Amanda must report a failed dump, never an OK one made from a bad
@@ -115,6 +115,12 @@ def test_a_snapshot_overflowing_during_the_dump_is_a_failed_dump(amanda):
     before = {d.date for d in amanda.dumps(OVERFLOW)}
     held = HeldDump(amanda, OVERFLOW)
     try:
+        # amcheck meanwhile: its PRE is refused as busy, and its POST (Amanda runs it anyway)
+        # leaves amdump's stack, and so the overflow check below, to amdump's own POST
+        code, out = amanda.amcheck(OVERFLOW)
+        assert code != 0 and f"DLE {disk} was set up" in out and "still runs" in out, out
+        shown = status(amanda)
+        assert f"{OVERFLOW} {amanda.client_host} {disk}: up" in shown and "runs" in shown, shown
         # while Amanda is about to read the snapshot, the guest writes 3x its 8 MiB of room
         tb.exec("guest0", ["sh", "-c", f"dd if=/dev/urandom of={big} bs=1M count=24 conv=fsync status=none"])
         held.go()

@@ -1,7 +1,8 @@
 """Least privilege as the installed plugin has it, in this cell's nodes, with this cell's sudo and
 Python: the Amanda user may run one program as root, the helper; the helper refuses
 every red-team argv; what a VM's filesystem holds (setuid binaries, device nodes) means nothing
-on the storage host; a symlink in the mount base is refused or harmless."""
+on the storage host; a symlink in the mount base is refused or harmless; a journal the Amanda
+user forges moves root's cleanup to nothing that user could not do."""
 
 import json
 import shlex
@@ -53,6 +54,34 @@ def helper_of(tb, user):
     commands = [ln.split("NOPASSWD:", 1)[1].strip() for ln in out.splitlines() if "NOPASSWD:" in ln]
     assert len(commands) == 1 and commands[0].startswith("/"), out
     return commands[0]
+
+
+STATE_DIR = "/var/lib/amanda/snaplayers"     # the state-dir property's default (README)
+FORGED = "f0f0f0f0f0f0"
+
+
+def a_forged_journal_gets_root_nothing(tb, user, variant):
+    """The state dir is the Amanda user's: a journal it forges, naming a mount of the host's
+    own as its stack's, must not get root's `snaplayers cleanup` to unmount it."""
+    stack = next(s for s in plugin_status(tb, CLIENT, user)["stacks"] if s["disk"] == variant)
+    real = json.loads(tb.exec(CLIENT, ["cat", f"{STATE_DIR}/{stack['dle_id']}.json"]))
+    victim = "/srv/victim-mnt"
+    tb.exec(CLIENT, ["sh", "-c", f"mkdir -p {victim} && mount -t tmpfs tbvictim {victim}"])
+    try:
+        majmin = tb.exec(CLIENT, ["findmnt", "-n", "-o", "MAJ:MIN", victim]).strip()
+        mount = next(r for r in real["layers"] if r["kind"] == "mount")
+        forged = dict(real, dle_id=FORGED, disk="forged",
+                      layers=[dict(mount, mountpoint=victim, source_rdev=majmin)])
+        code, _, err = tb.run(CLIENT, ["sh", "-c", f"cat > {STATE_DIR}/{FORGED}.json <<'EOF'\n"
+                                                   f"{json.dumps(forged)}\nEOF"], user=user)
+        assert code == 0, err
+        code, out, err = tb.run(CLIENT, ["snaplayers", "cleanup", "--disk", "forged"])
+        assert code == 1 and "FAILED: forged:" in out and "refused" in out, out + err
+        assert tb.exec(CLIENT, ["findmnt", "-n", "-o", "SOURCE", victim]).strip() == "tbvictim"
+        record("setuid, device-node, symlink and stale-name cases refused")
+    finally:
+        tb.exec(CLIENT, ["sh", "-c", f"rm -f {STATE_DIR}/{FORGED}.json {STATE_DIR}/{FORGED}.lock; "
+                                     f"umount {victim}; rmdir {victim}"])
 
 
 def put_json(tb, path, data):
@@ -123,6 +152,7 @@ def test_a_guests_setuid_binaries_device_nodes_and_a_planted_symlink_give_nothin
         code, _, err = tb.run(CLIENT, ["ln", "-s", "/etc", f"{MOUNT_BASE}/lvm=x+y"], user=user)
         assert code != 0 and "Permission denied" in err, err
         record("setuid, device-node, symlink and stale-name cases refused")
+        a_forged_journal_gets_root_nothing(tb, user, variant)
         code, out, err = call("POST-DLE-BACKUP")
         assert (code, err) == (0, "")
     finally:

@@ -88,6 +88,34 @@ def test_complete_stack_of_a_dead_amanda_run_is_torn_down_at_once(world, spec):
     assert len(world.kernel_objects()["mounts"]) == 1
 
 
+def test_a_post_call_of_another_live_amanda_process_leaves_the_stack_to_its_owner(world, spec, monkeypatch):
+    """amcheck during amdump: selfcheck's PRE-DLE-AMCHECK is refused as busy, but Amanda runs
+    its POST-DLE-AMCHECK all the same; that must not take amdump's stack (and its overflow
+    check) away from amdump's own POST-DLE-BACKUP."""
+    world.stack().setup(spec("lvm=data0+vol02"))
+    up = world.kernel_objects()
+    selfcheck = {"pid": 5151, "start": "888"}
+    world.system.processes[5151] = "888"
+    monkeypatch.setattr(world.system, "caller", lambda: selfcheck)
+    before = len(world.runner.executed)
+    assert world.stack().teardown() is False
+    assert world.runner.executed[before:] == [] and world.kernel_objects() == up
+    world.system.processes.pop(4242)          # amdump's sendbackup gone: anyone may recover it
+    assert world.stack().teardown() is True
+    assert world.kernel_objects() == EMPTY
+
+
+def test_the_owners_own_post_call_and_the_operators_cleanup_tear_down(world, spec, monkeypatch):
+    world.stack().setup(spec("lvm=data0+vol02"))
+    assert world.stack().teardown() is True             # the caller that set it up
+    assert world.kernel_objects() == EMPTY
+    world.stack().setup(spec("lvm=data0+vol02"))
+    monkeypatch.setattr(world.system, "caller", lambda: {"pid": 5151, "start": "888"})
+    world.system.processes[5151] = "888"
+    assert world.stack().teardown(force=True) is True   # `snaplayers cleanup`
+    assert world.kernel_objects() == EMPTY
+
+
 def test_a_reused_pid_is_not_taken_for_the_amanda_run(world, spec):
     world.stack().setup(spec("lvm=data0+vol02"))
     world.system.processes[4242] = "999"      # same pid, another process

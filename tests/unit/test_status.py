@@ -18,7 +18,10 @@ VG = "lvm=data0+vol05,part=2,vg=vg0+root,luks=k"
 def recorded(world, spec, monkeypatch):
     """Stacks set up on the simulated host; status reads them as on the real one."""
     monkeypatch.setattr(layers, "Host", lambda: world.system)
-    monkeypatch.setattr(run, "Runner", lambda sudo="auto", debug=False: world.runner)
+    def runner(sudo="auto", debug=False, policy=None):
+        world.runner.policy = policy            # what the operator commands give a real one
+        return world.runner
+    monkeypatch.setattr(run, "Runner", runner)
     for disk, layers_ in (("vol00", MD), ("vol05", VG)):
         stack = world.stack(disk)
         stack.setup(spec(layers_))
@@ -121,3 +124,55 @@ def test_json_says_an_unreadable_journal(tmp_path, capsys):
 
 def test_plain_status_with_nothing_recorded_is_one_line(tmp_path, capsys):
     assert status(capsys, tmp_path) == "no stacks recorded\n"
+
+
+
+def forge(world, disk, layer):
+    """What the Amanda user can write into its own state dir: its journal with one layer."""
+    stack = world.stack(disk)
+    data = stack.journal.load()
+    stack.journal.write({**data, "layers": [layer]})
+    return data
+
+
+def test_root_acts_on_a_forged_journal_only_within_the_installed_helpers_policy(
+        recorded, capsys, monkeypatch):
+    """A mount of the host's own, named in a journal as if it were the stack's: root's cleanup
+    would unmount it; the helper's policy (only under the mount base) refuses."""
+    from snaplayers import privilege
+    data = forge(recorded, "vol00", {**load_layer(recorded, "vol00", "mount"),
+                                      "mountpoint": "/srv/vm-images", "source_rdev": "8:3"})
+    recorded.system.mount_rows.append({"majmin": "8:3", "mountpoint": "/srv/vm-images",
+                                       "options": "rw", "fstype": "xfs", "source": "/dev/sda3"})
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(privilege, "installed_policy", lambda path: privilege.compile_policy(BASE))
+    code = cli.main(["cleanup", "--state-dir", recorded.state_dir, "--disk", "vol00"])
+    out = capsys.readouterr().out
+    assert code == 1 and recorded.runner.policy is not None
+    assert f"FAILED: vol00:" in out and "refused" in out and "umount" in out, out
+    assert "/srv/vm-images" in [m["mountpoint"] for m in recorded.system.mount_rows]
+    assert data["layers"][-1]["mountpoint"] != "/srv/vm-images"     # the forgery mattered
+
+
+def test_without_an_installed_helper_root_acts_as_before(recorded, capsys, monkeypatch):
+    from snaplayers import privilege
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(privilege, "installed_policy", lambda path: None)
+    assert cli.main(["cleanup", "--state-dir", recorded.state_dir, "--disk", "vol00"]) == 0
+    assert recorded.runner.policy is None
+    assert "data0/vol00.amsnap" not in recorded.system.lvs
+
+
+def test_a_forged_snapshot_record_naming_a_plain_lv_is_not_removed(recorded, capsys):
+    """Even trusted (`--sudo no`): lvs reports an empty origin for a plain LV, which a forged
+    record can copy; a snapshot always has one."""
+    forge(recorded, "vol00", {**load_layer(recorded, "vol00", "lvm"), "snapshot": "vol00",
+                              "origin": ""})
+    assert cli.main(["cleanup", "--state-dir", recorded.state_dir, "--disk", "vol00",
+                     "--sudo", "no"]) == 1
+    assert "not a snapshot" in capsys.readouterr().out
+    assert "data0/vol00" in recorded.system.lvs
+
+
+def load_layer(world, disk, kind):
+    return next(r for r in world.stack(disk).journal.load()["layers"] if r["kind"] == kind)
