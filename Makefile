@@ -4,12 +4,28 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the tests need on the host; installed when missing and running as root.
-# (qemu and friends: the VM engine; sudo: visudo checks the generated sudoers.)
-HOST_PACKAGES := sudo python3-venv qemu-system-x86 mmdebstrap busybox-static cpio kmod \
+# (qemu and friends: the VM engine; sudo: visudo checks the generated sudoers; man-db: the
+# man pages render without warnings.)
+HOST_PACKAGES := sudo python3-venv qemu-system-x86 mmdebstrap busybox-static cpio kmod man-db \
                  openssh-client e2fsprogs xz-utils ca-certificates
 PYTEST_ARGS ?=
+# `make deb`'s: the package's build, and lintian to check it.
+DEB_PACKAGES := debhelper dpkg-dev lintian python3
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' snaplayers/__init__.py)
 
-.PHONY: deps venv test unit dist bench bench-startup clean testbed testbed-down matrix
+# Shell: sets $$missing to those of the Debian packages $(1) not installed.
+missing_packages = missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done
+# Shell: installs $$missing with apt-get as root; otherwise names them and fails.
+INSTALL_MISSING = if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "$@: apt-get install$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "$@: please install:$$missing (as root: apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+.PHONY: deps venv test unit dist deb bench bench-startup clean testbed testbed-down matrix
 
 # A live testbed and one verified backup; it stays up for exploring (make testbed-down).
 testbed: venv
@@ -21,16 +37,9 @@ testbed-down: venv
 	$(BIN)/testbed engine down
 
 deps:
-	@missing=""; for p in $(HOST_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
-	done; \
+	@$(call missing_packages,$(HOST_PACKAGES)); \
 	command -v docker >/dev/null || missing="$$missing docker.io"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "deps: apt-get install$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	  else echo "deps: please install:$$missing (as root: apt-get install$$missing)"; exit 1; fi; \
-	fi
+	$(INSTALL_MISSING)
 
 venv: $(VENV)/.installed
 
@@ -68,6 +77,19 @@ dist: venv
 	mkdir -p dist
 	$(BIN)/python -c 'from snaplayers.cli import build_zipapp; build_zipapp("dist/script-snaplayers")'
 	@echo "dist/script-snaplayers: $$(stat -c %s dist/script-snaplayers) bytes"
+
+# The Debian package and lintian's verdict on it: dist/snaplayers_<version>_all.deb (with its
+# .changes and .buildinfo). Built in a copy of what it is made of, since dpkg-buildpackage
+# writes beside the tree it builds and leaves its work in debian/.
+DEB_TREE := dist/deb/snaplayers-$(VERSION)
+deb:
+	@$(call missing_packages,$(DEB_PACKAGES)); $(INSTALL_MISSING)
+	rm -rf dist/deb && mkdir -p $(DEB_TREE)
+	tar -c --exclude=__pycache__ debian snaplayers README.md | tar -x -C $(DEB_TREE)
+	cd $(DEB_TREE) && dpkg-buildpackage -us -uc -b
+	mv dist/deb/snaplayers_$(VERSION)_* dist/
+	rm -rf dist/deb
+	lintian --fail-on error,warning --display-info dist/snaplayers_$(VERSION)_*.changes
 
 # Benchmarks: plugin start-up, and testbed timings against their targets (tests/bench/results.json).
 # Every figure of the performance section (about 30 min under TCG); BENCH_COLD=0 skips the cold engine.

@@ -37,58 +37,78 @@ def main(argv=None) -> int:
         return fail("interrupted; the stack was unwound", 130)
 
 
-def usage() -> str:
-    """The commands, the device grammar and the properties, each listed from the code that
-    answers or reads them."""
-    import textwrap
+SYNOPSIS = "COMMAND [--OPTION VALUE ...]"
 
-    from . import __version__
+
+def manual():
+    """What --help says: a description, then (title, lead, blocks) sections, each listed from
+    the code that answers or reads it; a block is a paragraph, an (item, text) pair or a (line,)
+    shown as it is. usage() prints it, and the package's script-snaplayers(8) is made of it."""
     from .device import GRAMMAR, LAYERS
     from .errors import BadInput, MissingTools, SnapshotInvalid
     from .props import PROPERTIES, default
 
-    def para(text: str, indent: str = "") -> str:
+    description = ("An Amanda Script API plugin. Before each DLE's amcheck, estimate and backup it "
+                   "snapshots the LVM volume the device field names, assembles the layers on the "
+                   "snapshot and mounts the filesystem read-only at the device field's path, for "
+                   "Amanda to read; after each it tears that stack down. Amanda runs it on the "
+                   "client (execute-where client): stdout carries PROPERTY lines, stderr one "
+                   "error line, and a non-zero exit status fails the call.")
+    properties = []
+    for name, prop in PROPERTIES.items():
+        value = default(prop)
+        properties.append((f"{name} ({'required' if value is None else 'default ' + value})",
+                           prop.meaning))
+    return description, [
+        ("Commands", "case does not matter", [
+            ("support", "prints the capabilities Amanda asks for before each call"),
+            (", ".join(SETUP), "set the stack up; the ESTIMATE and BACKUP calls print "
+                               "'PROPERTY directory <mount point>'"),
+            (", ".join(TEARDOWN), "tear it down; a snapshot that overflowed fails the call, and "
+                                  "so the dump"),
+            (", ".join(NOOP), "no-ops, for a wider execute-on")]),
+        ("Options", "", [
+            "Amanda passes --execute-where client, --config, --host, --disk, --device "
+            "(required), --level, --timestamp, --success or --failed; any other --NAME VALUE is "
+            "a property."]),
+        ("Device field", "the disklist entry's device, which is the mount point, read from the "
+                         "bottom up", [
+            (GRAMMAR,),
+            *[(layer.syntax, layer.meaning) for layer in LAYERS],
+            "A layer kind never follows itself; one raid1 and one vg= per stack. Example: "
+            "/v/amsnap/lvm=data0+vol00,raid1,part=1 is partition 1 of the degraded RAID1 whose "
+            "leg is LV data0/vol00."]),
+        ("Properties", 'set with property "NAME" "value" in the script-tool', properties),
+        ("Exit status", "", [
+            f"0 done; {BadInput.exit_status} refused input, before anything ran; "
+            f"{MissingTools.exit_status} missing tools; {SnapshotInvalid.exit_status} the "
+            "snapshot overflowed or its mount vanished: the dump fails; 1 any other failure."]),
+    ]
+
+
+def usage() -> str:
+    """manual() as --help prints it."""
+    import textwrap
+
+    from . import __version__
+
+    def para(text: str, indent: str) -> str:
         return textwrap.fill(text, 96, initial_indent=indent, subsequent_indent=indent,
                              break_on_hyphens=False) + "\n"
 
-    def item(head: str, text: str) -> str:
-        return para(head, "  ") + para(text, " " * 6)
-
-    out = [f"usage: script-snaplayers COMMAND [--OPTION VALUE ...]   (snaplayers {__version__})"
-           "\n\n",
-           para("An Amanda Script API plugin. Before each DLE's amcheck, estimate and backup it "
-                "snapshots the LVM volume the device field names, assembles the layers on the "
-                "snapshot and mounts the filesystem read-only at the device field's path, for "
-                "Amanda to read; after each it tears that stack down. Amanda runs it on the "
-                "client (execute-where client): stdout carries PROPERTY lines, stderr one error "
-                "line, and a non-zero exit status fails the call."),
-           "\nCommands (any case):\n",
-           item("support", "prints the capabilities Amanda asks for before each call"),
-           item(", ".join(SETUP), "set the stack up; the ESTIMATE and BACKUP calls print "
-                                  "'PROPERTY directory <mount point>'"),
-           item(", ".join(TEARDOWN), "tear it down; a snapshot that overflowed fails the call, "
-                                     "and so the dump"),
-           item(", ".join(NOOP), "no-ops, for a wider execute-on"),
-           "\n", para("Amanda's options: --execute-where client, --config, --host, --disk, "
-                      "--device (required), --level, --timestamp, --success or --failed; any "
-                      "other --NAME VALUE is a property."),
-           "\nDevice field (the disklist entry's device, which is the mount point), read from "
-           "the bottom up:\n",
-           f"  {GRAMMAR}\n\n"]
-    out += [item(layer.syntax, layer.meaning) for layer in LAYERS]
-    out += [para("A layer kind never follows itself; one raid1 and one vg= per stack. Example: "
-                 "/v/amsnap/lvm=data0+vol00,raid1,part=1 is partition 1 of the degraded RAID1 "
-                 "whose leg is LV data0/vol00.", "  "),
-            "\nProperties (property \"NAME\" \"value\" in the script-tool):\n"]
-    for name, prop in PROPERTIES.items():
-        value = default(prop)
-        out.append(item(f"{name} ({'required' if value is None else 'default ' + value})",
-                        prop.meaning))
-    out += ["\n", para(f"Exit status: 0 done; {BadInput.exit_status} refused input, before "
-                       f"anything ran; {MissingTools.exit_status} missing tools; "
-                       f"{SnapshotInvalid.exit_status} the snapshot overflowed or its mount "
-                       "vanished: the dump fails; 1 any other failure."),
-            "The operator commands (status, cleanup, ...): snaplayers --help\n"]
+    description, sections = manual()
+    out = [f"usage: script-snaplayers {SYNOPSIS}   (snaplayers {__version__})\n\n",
+           para(description, "")]
+    for title, lead, blocks in sections:
+        out.append(f"\n{title} ({lead}):\n" if lead else f"\n{title}:\n")
+        for block in blocks:
+            if isinstance(block, str):
+                out.append(para(block, "  "))
+            elif len(block) == 1:
+                out.append(f"  {block[0]}\n")
+            else:
+                out.append(para(block[0], "  ") + para(block[1], " " * 6))
+    out.append("\nThe operator commands (status, cleanup, ...): snaplayers --help\n")
     return "".join(out)
 
 

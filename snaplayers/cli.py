@@ -30,10 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     plan = sub.add_parser("plan", help="print every command a set-up and tear-down would run")
-    plan.add_argument("--device", required=True)
-    plan.add_argument("--mount-base")
-    plan.add_argument("--snap-suffix", default=None)
-    plan.add_argument("--size", default=None)
+    plan.add_argument("--device", required=True, help="the disklist entry's device field")
+    plan.add_argument("--mount-base", help="the mount-base property (default: the device's)")
+    plan.add_argument("--snap-suffix", default=None, help="the snap-suffix property")
+    plan.add_argument("--size", default=None, help="the size property")
     plan.add_argument("--fstype", default="ext4", help="filesystem to assume on the top device")
     plan.add_argument("--thin", action="store_true", help="assume the origin is a thin LV")
     plan.add_argument("--config", help="Amanda's config, as its calls give it (names the stack)")
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("status", "list recorded stacks and which of their parts still exist"),
                        ("cleanup", "tear down leftover stacks")):
         s = sub.add_parser(name, help=text)
-        s.add_argument("--state-dir", default=None)
+        s.add_argument("--state-dir", default=None, help="the state-dir property")
         s.add_argument("--sudo", default="auto", choices=("auto", "yes", "no"),
                        help="auto: through sudo and the helper unless root, and as root only "
                             "what the installed helper admits; no: as root, whatever the "
@@ -59,23 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
                                          "directory, the privileged helper with its policy, the "
                                          "root-owned mount base and the one sudoers line")
     ins.add_argument("--user", required=True, help="the Amanda user (Debian: backup)")
-    ins.add_argument("--mount-base", required=True)
-    ins.add_argument("--snap-suffix", default=None)
+    ins.add_argument("--mount-base", required=True,
+                     help="the root-owned directory to make, the plugin's mount-base property")
+    ins.add_argument("--snap-suffix", default=None, help="the plugin's snap-suffix property")
     ins.add_argument("--key-dir", default=None, help="where luks=<key> finds <key>.key")
-    ins.add_argument("--application-dir")
-    ins.add_argument("--name", default="script-snaplayers")
+    ins.add_argument("--application-dir", help="Amanda's application directory (default: the "
+                                               "first that exists of "
+                                               + ", ".join(APPLICATION_DIRS) + ")")
+    ins.add_argument("--name", default="script-snaplayers",
+                     help="the plugin's file name there (amanda.conf's plugin \"NAME\")")
+    ins.add_argument("--no-plugin", action="store_true",
+                     help="leave the plugin alone (a package put it in place): only the helper, "
+                          "the mount base and the sudoers line")
     ins.add_argument("--helper", default=None, choices=run.HELPERS,
-                     help="where to put the helper (the plugin looks only there)")
+                     help="where to put the helper (the plugin looks only there; default: "
+                          f"{run.HELPERS[-1]})")
     ins.add_argument("--sudoers", default=None, help="the sudoers drop-in to write")
 
     su = sub.add_parser("sudoers", help="print the sudoers line `install` writes")
-    su.add_argument("--user", required=True)
-    su.add_argument("--helper", default=None)
+    su.add_argument("--user", required=True, help="the Amanda user")
+    su.add_argument("--helper", default=None, help="the helper's path (default: where it is)")
 
     pol = sub.add_parser("policy", help="print every argv the helper would admit, as patterns")
-    pol.add_argument("--mount-base", required=True)
-    pol.add_argument("--snap-suffix", default=None)
-    pol.add_argument("--key-dir", default=None)
+    pol.add_argument("--mount-base", required=True, help="the mount-base property")
+    pol.add_argument("--snap-suffix", default=None, help="the snap-suffix property")
+    pol.add_argument("--key-dir", default=None, help="the key-dir property")
     return p
 
 
@@ -233,26 +241,31 @@ def cmd_policy(args) -> int:
 
 
 def cmd_install(args) -> int:
-    """The plugin as a one-file zipapp (it needs nothing but Python's stdlib), then everything
-    the Amanda user's privilege is made of."""
+    """The plugin as a one-file zipapp (it needs nothing but Python's stdlib) unless a package
+    put it in place, then everything the Amanda user's privilege is made of."""
     from . import privilege
     from .props import DEFAULT_KEY_DIR, DEFAULT_SUFFIX
     if os.geteuid() != 0:
         raise SnaplayersError("snaplayers install must run as root")
-    target_dir = args.application_dir or next((d for d in APPLICATION_DIRS if os.path.isdir(d)), None)
-    if target_dir is None:
-        raise SnaplayersError("no Amanda application directory found (looked in "
-                              f"{', '.join(APPLICATION_DIRS)}); give --application-dir")
-    if not os.path.isdir(target_dir):
-        raise SnaplayersError(f"{target_dir} is not a directory")
-    target = os.path.join(target_dir, args.name)
-    build_zipapp(target)
-    print(f"installed {target} (mode 0755)")
+    if not args.no_plugin:
+        install_plugin(args.application_dir, args.name)
     for line in privilege.install(args.user, args.mount_base, args.snap_suffix or DEFAULT_SUFFIX,
                                   args.key_dir or DEFAULT_KEY_DIR, args.helper,
                                   args.sudoers or privilege.SUDOERS):
         print(line)
     return 0
+
+
+def install_plugin(application_dir: str | None, name: str) -> None:
+    target_dir = application_dir or next((d for d in APPLICATION_DIRS if os.path.isdir(d)), None)
+    if target_dir is None:
+        raise SnaplayersError("no Amanda application directory found (looked in "
+                              f"{', '.join(APPLICATION_DIRS)}); give --application-dir")
+    if not os.path.isdir(target_dir):
+        raise SnaplayersError(f"{target_dir} is not a directory")
+    target = os.path.join(target_dir, name)
+    build_zipapp(target)
+    print(f"installed {target} (mode 0755)")
 
 
 def build_zipapp(target: str, interpreter: str = "/usr/bin/python3") -> None:

@@ -43,6 +43,20 @@ def test_install_writes_the_plugin_the_helper_the_mount_base_and_sudoers(tmp_pat
     assert proc.returncode == 126 and "not a directory of root's" in proc.stderr
 
 
+def test_install_no_plugin_leaves_the_application_dir_alone(tmp_path, capsys, monkeypatch):
+    os.chmod(tmp_path, 0o755)
+    base, helper, sudoers = tmp_path / "amsnap", tmp_path / "libexec" / "helper", tmp_path / "sudoers"
+    from snaplayers import run
+    monkeypatch.setattr(run, "HELPERS", (str(helper),))
+    assert cli.main(["install", "--no-plugin", "--user", "backup", "--mount-base", str(base),
+                     "--application-dir", str(tmp_path / "none"), "--helper", str(helper),
+                     "--sudoers", str(sudoers)]) == 0
+    out = capsys.readouterr().out
+    assert not (tmp_path / "none").exists() and "script-snaplayers" not in out
+    assert base.is_dir() and helper.is_file()
+    assert sudoers.read_text().splitlines()[-1] == f"backup ALL=(root) NOPASSWD: {helper}"
+
+
 # the oldest Python the plugin supports (bullseye's): said, not silently left out, when absent
 OLDEST = [p for p in PYTHONS if "3.9" in os.path.basename(os.path.realpath(p))] or [
     pytest.param(None, marks=pytest.mark.skip(
