@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "journals say (trusts whoever can write the state dir)")
         if name == "cleanup":
             s.add_argument("--disk", help="only this DLE's stack")
+            s.add_argument("--force", action="store_true",
+                           help="also a stack whose Amanda process still runs (its dump then "
+                                "reads nothing)")
         else:
             s.add_argument("--json", action="store_true",
                            help="one JSON object: the forms of every name snaplayers makes, and "
@@ -120,17 +124,29 @@ def cmd_plan(args) -> int:
 
 def _journals(args):
     from .journal import all_journals
+    return all_journals(_state_dir(args))
+
+
+def _state_dir(args) -> str:
     from .props import DEFAULT_STATE_DIR
-    return all_journals(args.state_dir or DEFAULT_STATE_DIR)
+    return args.state_dir or DEFAULT_STATE_DIR
 
 
-def _stack_for(data, sudo: str):
+def _stack_for(data, sudo: str, state_dir: str):
+    """The stack a journal records, named by the directory it was listed in (never by what the
+    journal says of itself: its state_dir or a dle_id with a '/')."""
     from .layers import Context, Host
     from .privilege import installed_policy
     from .props import Settings
     from .run import Runner
     from .stack import Stack
-    settings = Settings(**{**data["settings"], "sudo": sudo})
+    if not isinstance(data.get("dle_id"), str) or not re.fullmatch(r"[0-9a-f]{12}", data["dle_id"]):
+        raise SnaplayersError(f"journal with dle_id {data.get('dle_id')!r} is not snaplayers'")
+    try:
+        settings = Settings(**{**data["settings"], "sudo": sudo, "state_dir": state_dir})
+    except (TypeError, KeyError) as err:
+        raise SnaplayersError(f"journal of {data.get('disk')!r} has settings snaplayers did not "
+                              f"write ({err})") from err
     # the journals are the Amanda user's to write: root acts on them only within the installed
     # helper's policy, so a forged journal makes root do nothing that user could not
     policy = installed_policy(run.helper_path()) if sudo == "auto" and os.geteuid() == 0 else None
@@ -146,7 +162,8 @@ def cmd_status(args) -> int:
         policy = installed_policy(helper)
         print(json.dumps({"version": __version__, "helper": helper if policy else None,
                           "names": names_in_force(policy or {}),
-                          "stacks": [_stack_status(dle, data, args.sudo) for dle, data in found]},
+                          "stacks": [_stack_status(dle, data, args.sudo, _state_dir(args))
+                                     for dle, data in found]},
                          indent=1))
         return 0
     if not found:
@@ -156,7 +173,11 @@ def cmd_status(args) -> int:
         if data is None:
             print(f"{dle}: unreadable journal")
             continue
-        status = _live_status(data, args.sudo)
+        try:
+            status = _live_status(data, args.sudo, _state_dir(args))
+        except SnaplayersError as err:     # one bad journal hides none of the others
+            print(f"{dle}: unreadable journal: {' '.join(str(err).split())}")
+            continue
         age = time.time() - data["started"]
         owner = data.get("owner") or {}
         alive = {True: "runs", False: "is gone: a leftover", None: "unknown"}[status["owner_alive"]]
@@ -169,18 +190,21 @@ def cmd_status(args) -> int:
     return 0
 
 
-def _live_status(data, sudo: str) -> dict:
-    stack = _stack_for(data, sudo)
+def _live_status(data, sudo: str, state_dir: str) -> dict:
+    stack = _stack_for(data, sudo, state_dir)
     try:
         return stack.status()
     finally:
         stack.ctx.runner.close()
 
 
-def _stack_status(dle: str, data, sudo: str) -> dict:
+def _stack_status(dle: str, data, sudo: str, state_dir: str) -> dict:
     if data is None:
         return {"dle_id": dle, "state": "unreadable"}
-    status = _live_status(data, sudo)
+    try:
+        status = _live_status(data, sudo, state_dir)
+    except SnaplayersError as err:         # one bad journal hides none of the others
+        return {"dle_id": dle, "state": "unreadable", "error": " ".join(str(err).split())}
     owner = data.get("owner") or {}
     return {**{k: data[k] for k in ("config", "host", "disk", "dle_id", "device", "state", "pid",
                                     "started")},
@@ -202,23 +226,57 @@ def names_in_force(policy: dict) -> dict:
             "mount_base": policy.get("mount_base")}
 
 
+def root_only(state_dir: str) -> None:
+    """Root writes journals and locks while it cleans up: in a directory another user can write
+    it would follow that user's symlinks (Debian's is the Amanda user's): refused."""
+    import stat
+    try:
+        st = os.lstat(state_dir)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022:
+        return
+    import pwd
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    raise BadInput(f"state dir {state_dir} is not root's alone (owner {owner}): as root, "
+                   f"cleanup would follow whatever that user put there; run it as {owner} "
+                   f"(sudo -u {owner} snaplayers cleanup), whose helper decides what is done")
+
+
 def cmd_cleanup(args) -> int:
-    failed = cleaned = 0
+    state_dir = _state_dir(args)
+    if os.geteuid() == 0:
+        root_only(state_dir)
+    failed = cleaned = busy = 0
     for dle, data in _journals(args):
-        if data is None or (args.disk and data["disk"] != args.disk):
+        if data is None or (args.disk and data.get("disk") != args.disk):
             continue
-        stack = _stack_for(data, args.sudo)
+        try:
+            stack = _stack_for(data, args.sudo, state_dir)
+        except SnaplayersError as err:         # one bad journal is that one's failure only
+            failed += 1
+            print(f"FAILED: {dle}: {' '.join(str(err).split())}")
+            continue
         try:
             with stack.lock():
-                stack.teardown(force=True)
-            cleaned += 1
-            print(f"torn down: {data['disk']} ({data['device']})")
+                done = stack.teardown(force=args.force)
+            if done:
+                cleaned += 1
+                print(f"torn down: {data['disk']} ({data['device']})")
+            else:
+                busy += 1
+                owner = data.get("owner") or {}
+                print(f"in use: {data['disk']}: its Amanda process {owner.get('pid', '?')} still "
+                      "runs and will tear it down; --force tears it down now")
         except SnaplayersError as err:
             failed += 1
             print(f"FAILED: {data['disk']}: {' '.join(str(err).split())}")
         finally:
             stack.ctx.runner.close()
-    print(f"cleanup: {cleaned} torn down, {failed} failed")
+    print(f"cleanup: {cleaned} torn down, {failed} failed" + (f", {busy} in use" if busy else ""))
     return 1 if failed else 0
 
 

@@ -128,7 +128,7 @@ class Stack:
                        f"{stale}) by pid {owner.get('pid', '?')}, which "
                        f"{'still runs' if alive else 'cannot be checked'}, and is still mounted at "
                        f"{self._mountpoint(data)}; if no Amanda run uses it, run 'snaplayers "
-                       "cleanup --disk ...'")
+                       "cleanup --disk ...' (with --force while that process runs)")
         why = "its Amanda process is gone" if alive is False else f"state {data.get('state')}"
         log.info("recovering leftover stack (%s, %.0f s old)", why, age)
         try:

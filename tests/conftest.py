@@ -174,7 +174,8 @@ def pytest_terminal_summary(terminalreporter):
             ("bytes lost (in differing files)", figures.get("bytes lost", 0)),
             *((key, figures.get(key, "not run")) for key in (
                 "red-team argv tried (real sudo -l, installed helper)", "red-team argv admitted",
-                "setuid, device-node, symlink and stale-name cases refused")),
+                "setuid, device-node, symlink and stale-name cases refused",
+                "forged journals refused (root's cleanup, the helper)")),
             ("kernel objects leaked", "see errors" if [
                 r for r in stats.get("error", []) if "leaked" in str(r.longrepr)] else
              "0 (leak check passed)" if figures.get("leak checks passed") else "not checked (no testbed)")]

@@ -2,7 +2,7 @@
 Python: the Amanda user may run one program as root, the helper; the helper refuses
 every red-team argv; what a VM's filesystem holds (setuid binaries, device nodes) means nothing
 on the storage host; a symlink in the mount base is refused or harmless; a journal the Amanda
-user forges moves root's cleanup to nothing that user could not do."""
+user forges gets root's cleanup to do nothing, and that user's own only what its helper admits."""
 
 import json
 import shlex
@@ -62,7 +62,9 @@ FORGED = "f0f0f0f0f0f0"
 
 def a_forged_journal_gets_root_nothing(tb, user, variant):
     """The state dir is the Amanda user's: a journal it forges, naming a mount of the host's
-    own as its stack's, must not get root's `snaplayers cleanup` to unmount it."""
+    own as its stack's, gets root's `snaplayers cleanup` to do nothing (root refuses to work in
+    a directory that user can write), and that user's own cleanup only what its helper admits."""
+    assert tb.exec(CLIENT, ["stat", "-c", "%U", STATE_DIR]).strip() == user
     stack = next(s for s in plugin_status(tb, CLIENT, user)["stacks"] if s["disk"] == variant)
     real = json.loads(tb.exec(CLIENT, ["cat", f"{STATE_DIR}/{stack['dle_id']}.json"]))
     victim = "/srv/victim-mnt"
@@ -76,9 +78,12 @@ def a_forged_journal_gets_root_nothing(tb, user, variant):
                                                    f"{json.dumps(forged)}\nEOF"], user=user)
         assert code == 0, err
         code, out, err = tb.run(CLIENT, ["snaplayers", "cleanup", "--disk", "forged"])
+        assert code == 2 and out == "" and err.count("\n") == 1 and "not root's alone" in err, out + err
+        assert tb.exec(CLIENT, ["find", STATE_DIR, "-user", "root"]).strip() == ""
+        code, out, err = tb.run(CLIENT, ["snaplayers", "cleanup", "--disk", "forged"], user=user)
         assert code == 1 and "FAILED: forged:" in out and "refused" in out, out + err
         assert tb.exec(CLIENT, ["findmnt", "-n", "-o", "SOURCE", victim]).strip() == "tbvictim"
-        record("setuid, device-node, symlink and stale-name cases refused")
+        record("forged journals refused (root's cleanup, the helper)", 2)
     finally:
         tb.exec(CLIENT, ["sh", "-c", f"rm -f {STATE_DIR}/{FORGED}.json {STATE_DIR}/{FORGED}.lock; "
                                      f"umount {victim}; rmdir {victim}"])

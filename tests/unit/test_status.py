@@ -176,3 +176,39 @@ def test_a_forged_snapshot_record_naming_a_plain_lv_is_not_removed(recorded, cap
 
 def load_layer(world, disk, kind):
     return next(r for r in world.stack(disk).journal.load()["layers"] if r["kind"] == kind)
+
+
+def test_root_refuses_to_clean_up_in_a_state_dir_another_user_can_write(recorded, capsys, monkeypatch):
+    """Root would write journals and locks there, through whatever symlinks that user planted."""
+    os.chown(recorded.state_dir, 65534, 65534)
+    before = sorted(os.listdir(recorded.state_dir))
+    executed = len(recorded.runner.executed)
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 0)
+    assert cli.main(["cleanup", "--state-dir", recorded.state_dir]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not root's alone" in err and "sudo -u" in err, err
+    assert len(recorded.runner.executed) == executed
+    assert sorted(os.listdir(recorded.state_dir)) == before
+
+
+def test_cleanup_leaves_a_stack_whose_amanda_process_runs_unless_forced(recorded, capsys, monkeypatch):
+    recorded.system.processes[5151] = "888"
+    monkeypatch.setattr(recorded.system, "caller", lambda: {"pid": 5151, "start": "888"})
+    assert cli.main(["cleanup", "--state-dir", recorded.state_dir, "--disk", "vol00"]) == 0
+    out = capsys.readouterr().out
+    assert "in use: vol00: its Amanda process 4242 still runs" in out and "1 in use" in out, out
+    assert "data0/vol00.amsnap" in recorded.system.lvs
+    assert cli.main(["cleanup", "--state-dir", recorded.state_dir, "--disk", "vol00", "--force"]) == 0
+    assert "torn down: vol00" in capsys.readouterr().out
+    assert "data0/vol00.amsnap" not in recorded.system.lvs
+
+
+def test_a_journal_naming_another_place_is_that_journals_failure_alone(recorded, capsys):
+    stack = recorded.stack("vol00")
+    data = stack.journal.load()
+    stack.journal.write({**data, "dle_id": "../../etc/x"})
+    assert cli.main(["cleanup", "--state-dir", recorded.state_dir]) == 1
+    out = capsys.readouterr().out
+    assert "is not snaplayers'" in out and "torn down: vol05" in out, out
+    assert cli.main(["status", "--state-dir", recorded.state_dir]) == 0
+    assert "unreadable journal" in capsys.readouterr().out
