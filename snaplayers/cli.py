@@ -228,22 +228,16 @@ def names_in_force(policy: dict) -> dict:
 
 def root_only(state_dir: str) -> None:
     """Root writes journals and locks while it cleans up: in a directory another user can write
-    it would follow that user's symlinks (Debian's is the Amanda user's): refused."""
-    import stat
-    try:
-        st = os.lstat(state_dir)
-    except FileNotFoundError:
+    (or replace: an ancestor of theirs) it would follow that user's symlinks. The mount base's
+    own check."""
+    from .helper import unsafe_dir
+    if not os.path.lexists(state_dir):
         return
-    if stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022:
-        return
-    import pwd
-    try:
-        owner = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError:
-        owner = str(st.st_uid)
-    raise BadInput(f"state dir {state_dir} is not root's alone (owner {owner}): as root, "
-                   f"cleanup would follow whatever that user put there; run it as {owner} "
-                   f"(sudo -u {owner} snaplayers cleanup), whose helper decides what is done")
+    problem = unsafe_dir(state_dir)
+    if problem:
+        raise BadInput(f"state dir {state_dir} is not root's alone ({problem}): as root, cleanup "
+                       "would follow whatever its owner put there; run it as the Amanda user "
+                       "(sudo -u <amanda user> snaplayers cleanup), whose helper decides what is done")
 
 
 def cmd_cleanup(args) -> int:
