@@ -34,13 +34,11 @@ def live_logs(tb) -> Dict[str, str]:
 def dump_while_writing(am: Amanda) -> float:
     """amdump with a writer appending fsynced records on every guest filesystem."""
     tb = am.tb
-    writers = {name: tb.python("guest0", "guest.py", "writer-start", {"log": log})
-               for name, log in live_logs(tb).items()}
+    writers = tb.python("guest0", "guest.py", "writers-start", {"logs": list(live_logs(tb).values())})
     try:
         code, seconds = am.amdump()
     finally:
-        for name, log in live_logs(tb).items():
-            tb.python("guest0", "guest.py", "writer-stop", {"pid": writers[name]["pid"], "log": log})
+        tb.python("guest0", "guest.py", "writers-stop", writers)
     report = am.report()
     if code != 0:
         raise TestbedError(f"amdump exited {code}; amreport says:\n{report[-3000:]}\n"

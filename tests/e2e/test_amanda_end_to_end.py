@@ -31,7 +31,7 @@ def test_amcheck_reports_each_broken_dle_clearly_and_fails(amanda):
                 "(it has: root)"]
     for message in expected:
         assert any(message in ln for ln in errors), f"{message!r} not in:\n{out}"
-    # the good DLEs of that config were set up and torn down without complaint: every script
+    # the good DLE beside them was set up and torn down without complaint: every script
     # error is about a broken DLE (its message, or Amanda's pointer to that call's debug log)
     others = [ln for ln in out.splitlines() if "Script" in ln and "nosuch" not in ln
               and WRONG_KEY not in ln and "exited with status" not in ln]
