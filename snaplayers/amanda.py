@@ -194,6 +194,20 @@ def _run(call, settings, spec) -> int:
             else:
                 done = stack.teardown()
                 logger.info("torn down" if done else "nothing recorded to tear down")
+                if call.command == "POST-DLE-BACKUP" and stack.torn_down is not None:
+                    _date_incrementals(call, settings, disk, stack.torn_down)
     finally:
         runner.close()
     return 0
+
+
+def _date_incrementals(call, settings, disk, torn_down) -> None:
+    """After a dump from a snapshot this call tore down: tar recorded its own start in the
+    dump's listed-incremental files, later than the snapshot (see snaplayers.incremental)."""
+    from . import incremental, log
+    if call.outcome == "failed":
+        log.get("snaplayers").info("the dump failed: its listed-incremental files are left "
+                                   "as they are")
+        return
+    incremental.date_back(settings.gnutar_listdir, call.host, disk, call.levels,
+                          torn_down.get("started"), settings.incremental_margin)

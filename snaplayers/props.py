@@ -14,6 +14,8 @@ DEFAULT_SUFFIX = ".amsnap"
 DEFAULT_SIZE = "20%ORIGIN"
 DEFAULT_STALE_SECONDS = 43200   # a nightly dump of a large DLE can take hours
 DEFAULT_KEY_DIR = "/etc/snaplayers/keys"   # luks=<key> opens with <key-dir>/<key>.key, read by root
+DEFAULT_GNUTAR_LISTDIR = "/var/lib/amanda/gnutar-lists"     # Debian's and Zmanda's gnutar-list-dir
+DEFAULT_INCREMENTAL_MARGIN = 300    # clock skew between the VM that stamps mtimes and this host
 
 SIZE = r"[1-9][0-9]{0,15}(?:\.[0-9]{1,3})?[bBsSkKmMgGtTpPeE]?"     # an LVM size: 50M, 1.5G
 EXTENTS = r"(?:100|[1-9][0-9]?)%ORIGIN"
@@ -47,6 +49,8 @@ class Settings(Record):
     state_dir: str = DEFAULT_STATE_DIR
     log_dir: str = DEFAULT_LOG_DIR
     key_dir: str = DEFAULT_KEY_DIR
+    gnutar_listdir: str = DEFAULT_GNUTAR_LISTDIR
+    incremental_margin: int = DEFAULT_INCREMENTAL_MARGIN
     sudo: str = "auto"
     recovery: bool = True       # False mounts with noload/norecovery: an explicit opt-in only
     debug: bool = False
@@ -56,15 +60,18 @@ class Settings(Record):
         devicefield.check_path("state-dir", self.state_dir)
         devicefield.check_path("log-dir", self.log_dir)
         devicefield.check_path("key-dir", self.key_dir)
+        devicefield.check_path("gnutar-listdir", self.gnutar_listdir)
         check_suffix(self.snap_suffix)
         if not _SIZE.match(self.size):
             raise BadInput(f"property size {show(self.size)} must be an LVM size (50M, 1.5G) "
                            "or N%ORIGIN")
         if self.sudo not in ("auto", "yes", "no"):
             raise BadInput(f"property sudo {show(self.sudo)} must be auto, yes or no")
-        if not isinstance(self.stale_seconds, int) or self.stale_seconds < 0:
-            raise BadInput(f"property stale-seconds {show(str(self.stale_seconds))} must be a "
-                           "whole number of seconds")
+        for name, value in (("stale-seconds", self.stale_seconds),
+                            ("incremental-margin", self.incremental_margin)):
+            if not isinstance(value, int) or value < 0:
+                raise BadInput(f"property {name} {show(str(value))} must be a whole number of "
+                               "seconds")
 
     def check_device(self, spec: devicefield.DeviceSpec) -> None:
         """Names the stack will create must be valid too: <lv><suffix> and its dm names."""
@@ -131,6 +138,14 @@ PROPERTIES = {
                                           "status, duration and stderr"),
     "key-dir": Property("key_dir", _text, "luks=<key> opens with <key-dir>/<key>.key "
                                           "(readable by root only)"),
+    "gnutar-listdir": Property("gnutar_listdir", _text,
+                               "the client's gnutar-list-dir (or amgtar's GNUTAR-LISTDIR): "
+                               "where the listed-incremental files to date back are"),
+    "incremental-margin": Property("incremental_margin", _seconds,
+                                   "a dump's listed-incremental files are dated this many "
+                                   "seconds before its snapshot, so the next incremental takes "
+                                   "what changed before tar started; covers the clock skew "
+                                   "between the VMs that stamp mtimes and this host"),
     "sudo": Property("sudo", lambda n, v: v.lower(), "run commands through sudo -n and the "
                                                     "helper: auto (unless root), yes or no"),
     "recovery": Property("recovery", boolean, "NO mounts with noload/norecovery: the "

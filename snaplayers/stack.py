@@ -31,6 +31,7 @@ class Stack:
         self.ctx = ctx
         self.ident = {"config": config, "host": host, "disk": disk}
         self.journal = Journal(ctx.settings.state_dir, ctx.dle_id)
+        self.torn_down: dict | None = None     # the journal of the stack teardown() removed
 
     def lock(self):
         return dle_lock(self.ctx.settings.state_dir, self.ctx.dle_id, self.ident["disk"])
@@ -75,7 +76,8 @@ class Stack:
         """Tear down what the journal records. False if there was nothing of this caller's: a
         stack another Amanda process made and still runs (amdump's, when amcheck's PRE was
         refused as busy) is left to that process's own POST, which checks it (force: the
-        operator's cleanup)."""
+        operator's cleanup). What the journal said stays in self.torn_down (its `started` dates
+        the dump's listed-incremental files)."""
         data = self.journal.load()
         if data is None:
             return False
@@ -85,6 +87,7 @@ class Stack:
                      owner.get("pid"))
             return False
         self._teardown(data, self._layers_from(data)[::-1])
+        self.torn_down = data
         return True
 
     def _layers_from(self, data: dict) -> list[Layer]:

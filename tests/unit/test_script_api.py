@@ -226,6 +226,11 @@ HOSTILE_PROPERTIES = [
     ("state-dir", "relative"), ("state-dir", "/var/../tmp"), ("log-dir", "/tmp/$(id)"),
     ("key-dir", "keys"), ("key-dir", "/etc/../root"), ("key-dir", "/etc/keys;id"), ("key-dir", "/"),
     ("sudo", "maybe"), ("recovery", "perhaps"), ("debug", "2"),
+    ("incremental-margin", "-300"), ("incremental-margin", "5m"), ("incremental-margin", "1e3"),
+    ("incremental-margin", ""), ("incremental-margin", "1234567890"),
+    ("gnutar-listdir", "gnutar-lists"), ("gnutar-listdir", "/var/lib/amanda/../gnutar-lists"),
+    ("gnutar-listdir", "/var/lib/amanda/gnutar-lists/"), ("gnutar-listdir", "/var/lib/gnutar lists"),
+    ("gnutar-listdir", "/tmp/$(id)"), ("gnutar-listdir", "/"),
     ("unknown-prop", "x"), ("execute-where", "server"),
 ]
 
