@@ -328,19 +328,19 @@ class Amanda:
                     input=b"".join(stream))
         return dest
 
-    def fetch(self, disk: str, dest: str, config: str = CONFIG, date: str = "") -> List[str]:
+    def fetch(self, disk: str, dest: str, config: str = CONFIG, date="") -> List[str]:
         """amfetchdump every dump of disk (level 0 first; only those of `date`, as amadmin find
-        prints it, if given) into dest; extracts them in order."""
+        prints it, or of each date in a list, if given) into dest; extracts them in order."""
         with self.tb.steps.step(f"amfetchdump {config} (each DLE)"):
-            return self._fetch(disk, dest, config, date)
+            return self._fetch(disk, dest, config, [date] if isinstance(date, str) else date)
 
-    def _fetch(self, disk: str, dest: str, config: str, date: str) -> List[str]:
+    def _fetch(self, disk: str, dest: str, config: str, dates: List[str]) -> List[str]:
         tb = self.tb
-        stamp = re.sub(r"\D", "", date)
         tb.exec(SERVER, ["sh", "-c", f"rm -rf {dest} && mkdir -p {dest}/files {dest}/tree "
                                      f"&& chown {self.layout.user}:{self.layout.group} {dest}/files"])
-        tb.exec(SERVER, ["sh", "-c", f"cd {dest}/files && amfetchdump -a {config} {self.client_host} {disk} "
-                                     f"{stamp}"], user=self.layout.user)
+        fetches = " && ".join(f"amfetchdump -a {config} {self.client_host} {disk} {re.sub(r'[^0-9]', '', d)}"
+                              for d in dates)
+        tb.exec(SERVER, ["sh", "-c", f"cd {dest}/files && {fetches}"], user=self.layout.user)
         files = sorted(tb.exec(SERVER, ["ls", f"{dest}/files"]).split(),
                        key=lambda f: (int(f.rsplit(".", 1)[-1]), f))
         for f in files:

@@ -73,7 +73,8 @@ def full_dump(amanda, config):
 
 
 def restored_exact(amanda, config, date, expected):
-    """amfetchdump of that run's dump against the guest's manifest, byte for byte."""
+    """amfetchdump of that run's dump (or of each run's in a list, extracted level by level)
+    against the guest's manifest, byte for byte."""
     disk = FAULTS[config][0]
     dest = f"/srv/restore/{config}/{disk}"
     amanda.fetch(disk, dest, config=config, date=date)
@@ -182,6 +183,35 @@ def test_the_storage_host_restarted_in_the_middle_of_a_dump(amanda):
     assert "is gone: a leftover" in shown and "present" in shown, shown
     date = full_dump(amanda, FAULT)
     assert restored_exact(amanda, FAULT, date, tb.manifest(disk))
+    nothing_left(tb, CLIENT, status_user=amanda.layout.user)
+    record("scenarios survived")
+
+
+def test_what_the_guest_changes_after_the_snapshot_is_in_the_next_incremental(amanda):
+    """GNU tar dates its listed-incremental file at its own start, after the snapshot: a file
+    the VM changes in between goes into this dump as it was and, unless the plugin dates that
+    file back to the snapshot, into no incremental before the next full dump."""
+    tb = amanda.tb
+    disk = FAULTS[FAULT][0]
+    amanda.as_backup("amadmin", FAULT, "force", amanda.client_host, disk)
+    before = {d.date for d in amanda.dumps(FAULT)}
+    held = HeldDump(amanda, FAULT)          # snapshot taken, tar not yet started
+    try:
+        # appends to a file (the one tar would skip), deletes one, adds a directory; the
+        # guest's manifest is what it holds now
+        tb.python("guest0", "guest.py", "change", {"root": tb.mountpoint(disk), "manifest": tb.manifest_path(disk)})
+    finally:
+        held.go()
+    code, _ = held.join()
+    full = [d for d in amanda.dumps(FAULT) if d.date not in before and d.status.split()[-1:] == ["OK"]]
+    assert code == 0 and [d.level for d in full] == [0], amanda.report(FAULT)
+    amanda.as_backup("amadmin", FAULT, "force-level-1", amanda.client_host, disk)
+    code, _ = amanda.amdump(FAULT)
+    incr = [d for d in amanda.dumps(FAULT) if d.date not in before | {full[0].date}
+            and d.status.split()[-1:] == ["OK"]]
+    assert code == 0 and [d.level for d in incr] == [1], amanda.report(FAULT)
+    # the level 0 holds the snapshot's (older) data; level 0 + level 1 hold the guest's now
+    assert restored_exact(amanda, FAULT, [full[0].date, incr[0].date], tb.manifest(disk))
     nothing_left(tb, CLIENT, status_user=amanda.layout.user)
     record("scenarios survived")
 
