@@ -14,7 +14,6 @@ line in the debug log: the dump itself is good either way.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import math
 import os
@@ -22,6 +21,7 @@ import re
 import stat
 
 from . import log as debug_log
+from .journal import replace_whole
 
 log = debug_log.get("snaplayers.incremental")
 
@@ -132,32 +132,9 @@ def _read_all(fd: int) -> bytes:
 
 
 def _replace(path: str, before: os.stat_result, data: bytes) -> None:
-    """A temp file in the same directory, with the original's mode and group, fsynced, then
-    renamed over the original if that is still the file that was read."""
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".{name}.snaplayers-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            with contextlib.suppress(PermissionError):      # a group the caller is not in
-                os.fchown(fd, -1, before.st_gid)
-            os.fchmod(fd, stat.S_IMODE(before.st_mode))
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """Renamed over the original, with its mode and group, if that is still the file read."""
+    def unchanged():
         now = os.lstat(path)
         if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
             raise OSError(f"{path} was replaced while it was read")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    replace_whole(path, data, stat.S_IMODE(before.st_mode), before.st_gid, unchanged)

@@ -20,6 +20,39 @@ def ensure_dir(path: str) -> None:
     os.makedirs(path, mode=0o700, exist_ok=True)
 
 
+def replace_whole(path: str, data: bytes, mode: int = 0o600, gid: int = -1,
+                  unchanged=None) -> None:
+    """All or nothing: a temp file in the same directory (mode, and gid if the caller may),
+    fsynced, renamed over path, the directory fsynced. `unchanged`, if given, is called just
+    before the rename and raises OSError if path is no longer the file the data came from."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            if gid != -1:
+                with contextlib.suppress(PermissionError):      # a group the caller is not in
+                    os.fchown(fd, -1, gid)
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if unchanged is not None:
+            unchanged()
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 class Journal:
     def __init__(self, state_dir: str, dle_id: str):
         self.state_dir = state_dir
@@ -39,29 +72,12 @@ class Journal:
         return data
 
     def write(self, data: dict) -> None:
-        """Temp file in the same directory, fsync, rename, fsync the directory: all or nothing."""
         unknown = set(data) - set(KEYS)
         if unknown:
             raise ValueError(f"journal keys {sorted(unknown)} not in {KEYS}")
         data["updated"] = time.time()
         ensure_dir(self.state_dir)
-        tmp = f"{self.path}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dfd = os.open(self.state_dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        replace_whole(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
 
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
