@@ -209,5 +209,6 @@ def _date_incrementals(call, settings, disk, torn_down) -> None:
         log.get("snaplayers").info("the dump failed: its listed-incremental files are left "
                                    "as they are")
         return
+    from .stack import instant
     incremental.date_back(settings.gnutar_listdir, call.host, disk, call.levels,
-                          torn_down.get("started"), settings.incremental_margin)
+                          instant(torn_down), settings.incremental_margin)

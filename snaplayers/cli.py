@@ -185,8 +185,9 @@ def cmd_status(args) -> int:
               f"set up {age:.0f} s ago by pid {data['pid']}, device {data['device']}; "
               f"Amanda process {owner.get('pid', '?')} {alive}")
         for layer in status["live"]:
+            shared = f", shared with {', '.join(layer['shared_with'])}" if layer["shared_with"] else ""
             print(f"  {layer['token']:<24} {layer['describe'] or '-':<48} "
-                  f"{'present' if layer['present'] else 'gone'}")
+                  f"{'present' if layer['present'] else 'gone'}{shared}")
     return 0
 
 
@@ -209,7 +210,7 @@ def _stack_status(dle: str, data, sudo: str, state_dir: str) -> dict:
     return {**{k: data[k] for k in ("config", "host", "disk", "dle_id", "device", "state", "pid",
                                     "started")},
             "owner": {"pid": owner.get("pid"), "alive": status["owner_alive"]},
-            "layers": [{k: layer[k] for k in ("token", "present", "names")}
+            "layers": [{k: layer[k] for k in ("token", "present", "names", "shared_with")}
                        for layer in status["live"]]}
 
 
@@ -260,6 +261,10 @@ def cmd_cleanup(args) -> int:
             if done:
                 cleaned += 1
                 print(f"torn down: {data['disk']} ({data['device']})")
+            elif stack.journal.load() is None:      # reaped with another DLE of its disk
+                cleaned += 1
+                print(f"torn down: {data['disk']} ({data['device']}), by another snaplayers "
+                      "call meanwhile")
             else:
                 busy += 1
                 owner = data.get("owner") or {}

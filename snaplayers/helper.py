@@ -158,6 +158,22 @@ def _guard_luks(args):
                               "snaplayers opens only with a key file")
 
 
+def _guard_lvremove(policy, args):
+    """Only a snapshot goes: an LV of the host's that is merely named like one (`<lv>.amsnap`)
+    is its owner's data. LVM's word, as root sees it; an LV that is not there is left to lvremove."""
+    import subprocess
+    lv = args[-1]
+    proc = subprocess.run([policy["tools"]["lvs"], "--noheadings", "-o", "origin", lv],
+                          stdin=subprocess.DEVNULL, capture_output=True, env=ENV, cwd="/",
+                          text=True, errors="replace", check=False)
+    if proc.returncode == 5:
+        return
+    if proc.returncode != 0:
+        raise Refused(f"{lv!r}: lvs exited {proc.returncode}: whether it is a snapshot is unknown")
+    if not proc.stdout.strip():
+        raise Refused(f"{lv!r} is not a snapshot")
+
+
 def _lvm_device(arg):
     """The one device an lvm_config() text admits, or None."""
     found = _LVM_DEVICE.match(arg)
@@ -236,6 +252,8 @@ def admit(policy, argv, guard=True):
                     _guard_mountpoint(policy, tool, args)
                 if tool == "cryptsetup" and args[0] == "open":
                     _guard_luks(args)
+                if tool == "lvremove":
+                    _guard_lvremove(policy, args)
             return policy["tools"][tool]
     raise Refused(best[1])
 

@@ -127,6 +127,15 @@ def dle_lock(state_dir: str, dle_id: str, disk: str):
                   f"DLE {disk} is being set up or torn down by another running snaplayers")
 
 
+def origin_lock(state_dir: str, node: str, origin: str):
+    """Held for a whole set-up or tear-down of any DLE that reads this origin LV: which of its
+    layers another DLE shares is decided, and acted on, by one process at a time. A set-up
+    under emulation takes tens of seconds, and several DLEs of one disk may queue."""
+    return _flock(os.path.join(state_dir, f"origin-{node}.lock"), True, 900,
+                  f"timed out after 900 s waiting for the other DLEs of {origin} to be set up "
+                  "or torn down")
+
+
 def allocation_lock(state_dir: str):
     """Held briefly around kernel-wide allocations (md minors)."""
     return _flock(os.path.join(state_dir, "allocation.lock"), True, 120,

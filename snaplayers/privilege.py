@@ -27,7 +27,7 @@ SUDOERS = "/etc/sudoers.d/snaplayers"
 
 # Names as LVM and this plugin form them; shared by every layer's `names`.
 COMMON = {
-    "ID": r"[0-9a-f]{12}",                                  # a DLE's id (stack.dle_id)
+    "ID": r"[0-9a-f]{12}",                                  # a layer's id (layers.node_id)
     "NAME": r"(?!\.\.?(?:/|$))[A-Za-z0-9_.][A-Za-z0-9_.-]*",  # LVM's name rules, without '+'
     "DMNAME": r"[A-Za-z0-9_.](?:[A-Za-z0-9_.]|--)*",        # such a name in a dm name: '-' doubled
     "SIZE": SIZE, "EXTENTS": EXTENTS,

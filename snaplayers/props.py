@@ -89,7 +89,7 @@ class Settings(Record):
             raise BadInput(f"token {show(token)}: the snapshot's device-mapper name would be "
                            f"longer than {devicefield.MAX_DM_NAME} characters")
         for layer in spec.layers:
-            # the guest VG is renamed to snaplayers_<dle id>: its LV's mapping must fit
+            # the guest VG is renamed to snaplayers_<id>: its LV's mapping must fit
             if layer.kind == "vg" and len(devicefield.dm_name("snaplayers_0123456789ab", layer.lv)) \
                     > devicefield.MAX_DM_NAME:
                 raise BadInput(f"token {show(layer.token())}: the LV's device-mapper name would "

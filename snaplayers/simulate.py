@@ -26,7 +26,6 @@ FRESH_UUID = "<fresh uuid>"
 MD_NODE = "<md node>"
 PART_START = "<partition start>"
 PART_SECTORS = "<partition sectors>"
-DLE_ID = "<dle id>"
 
 
 class SimulatedSystem(Host):
@@ -328,7 +327,6 @@ class Plan(Record):
     setup: list             # each argv as run, with the simulated host's values in it
     teardown: list
     made_up: list           # (first command it can appear in, value, placeholder)
-    unknown_id: str = ""    # the DLE id, when config and host were not given
 
     def lines(self) -> tuple[list[str], list[str]]:
         """Each command as a shell line, with placeholders for what only a real run knows."""
@@ -339,7 +337,7 @@ class Plan(Record):
         for first, value, placeholder in self.made_up:
             if first <= index:      # an earlier command's own words are never made up
                 line = re.sub(rf"(?<![^\s='])({re.escape(value)})(?![^\s'])", placeholder, line)
-        return line.replace(self.unknown_id, DLE_ID) if self.unknown_id else line
+        return line
 
 
 def plan(spec: DeviceSpec, settings: Settings, system: SimulatedSystem, config: str | None = None,
@@ -358,5 +356,4 @@ def plan(spec: DeviceSpec, settings: Settings, system: SimulatedSystem, config: 
     n_setup = len(runner.executed)
     stack.teardown()
     made_up = [(first - before[0], value, shown) for first, value, shown in system.made_up[before[1]:]]
-    return Plan(runner.executed[:n_setup], runner.executed[n_setup:], made_up,
-                "" if config is not None and host is not None else ident)
+    return Plan(runner.executed[:n_setup], runner.executed[n_setup:], made_up)

@@ -105,7 +105,7 @@ def default(prefix: str, names: Optional[List[str]] = None) -> Topology:
         # an xfs with a dirty log on the whole md array: lost files if the log is not replayed
         Variant("md-xfs", (Volume(s0, "vol03"), Volume(s1, "vol03")), None, "xfs"),
         # an LV with a partition table and no md: lvm=...,part=2
-        Variant("part-xfs", (Volume(s0, "vol01", 400),), 2, "xfs", extra_partitions=1),
+        Variant("part-xfs", (Volume(s0, "vol01", 432),), 2, "xfs", extra_partitions=1),
         # a filesystem straight on the LV: lvm=...
         Variant("lv-ext4", (Volume(s0, "vol02"),), None, "ext4"),
         # the guest's own LVM on partition 1 of the md: vg=. storage0 has a VG of the same
@@ -116,6 +116,10 @@ def default(prefix: str, names: Optional[List[str]] = None) -> Topology:
         # a LUKS2 container on partition 1 of the md, ext4 inside: luks=
         Variant("md-part-luks-ext4", (Volume(s0, "vol05"), Volume(s1, "vol05")), 1, "ext4",
                 luks="tbkey"),
+        # a second filesystem on each of two VM disks above, a DLE of its own: the DLEs of one
+        # disk share its snapshot (and the md array's one assembled leg) while both are up
+        Variant("md-part2-ext4", (Volume(s0, "vol00"), Volume(s1, "vol00")), 2, "ext4", files=12),
+        Variant("part1-ext4", (Volume(s0, "vol01", 432),), 1, "ext4", files=12),
     ]
     if names:
         variants = [v for v in variants if v.name in names]

@@ -7,6 +7,7 @@ Subclasses write `_pre_setup`/`_setup`/`_post_setup`, `_live` and `_teardown` on
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -97,7 +98,7 @@ class Context(Record):
     runner: Runner
     host: Host
     settings: Settings
-    dle_id: str                     # short hash of config/host/disk: names every kernel object
+    dle_id: str                     # short hash of config/host/disk: names its journal and lock
 
     def alloc_lock(self):
         from ..journal import allocation_lock
@@ -106,6 +107,12 @@ class Context(Record):
 
 PREFIX = "snaplayers"        # every kernel object a stack makes is named with it
 DM_PREFIX = PREFIX + "-"     # the device-mapper names of partitions and opened LUKS containers
+
+
+def node_id(key: str) -> str:
+    """Names the kernel objects of one layer node (privilege.COMMON's ID): every DLE that reads
+    through the same layers computes the same name, so they find and share it."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 class Layer:
@@ -132,6 +139,17 @@ class Layer:
         """The block device this layer offers to the layer above it."""
         return self.rec["device"]
 
+    def key(self) -> str:
+        """Which kernel object this is, the same for every DLE that reads through it: the
+        layers under it and its own token."""
+        below = self.parent.key() if self.parent is not None else ""
+        return f"{below},{self.rec['token']}"
+
+    @staticmethod
+    def id_for(parent: "Layer", token) -> str:
+        """node_id of the layer `token` will plan on `parent`, before that layer exists."""
+        return node_id(f"{parent.key()},{token.token()}")
+
     def run(self, *argv: str, accept=(0,)):
         return self.ctx.runner.run(list(argv), accept=accept)
 
@@ -155,6 +173,10 @@ class Layer:
 
     def exists(self) -> bool:
         return self._live() is not None
+
+    def check_left(self) -> None:
+        """This layer stays up for another DLE that reads through it: raise if what this DLE
+        read through it cannot be trusted (an overflowed snapshot, a vanished mount)."""
 
     def _pre_setup(self) -> None:
         pass

@@ -29,7 +29,7 @@ class LuksOpen(Layer):
 
     @classmethod
     def plan(cls, ctx, token, parent, spec):
-        mapping = f"{DM_PREFIX}{ctx.dle_id}-{depth(parent)}c"
+        mapping = f"{DM_PREFIX}{cls.id_for(parent, token)}-{depth(parent)}c"
         return cls(ctx, {"kind": cls.kind, "token": token.token(), "state": "planned",
                          "key_file": f"{ctx.settings.key_dir}/{token.key}.key",
                          "parent": parent.device, "mapping": mapping,

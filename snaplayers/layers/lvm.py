@@ -43,6 +43,9 @@ class LvSnapshot(Layer):
             "device": f"/dev/mapper/{dm_name(token.vg, snap)}", "size": ctx.settings.size,
         }, parent)
 
+    def key(self):
+        return f"{self.rec['vg']}/{self.rec['snapshot']}"    # whichever DLE names it
+
     def kernel_names(self):
         vg, snap = self.rec["vg"], self.rec["snapshot"]
         return {"lv": f"{vg}/{snap}", "dm": dm_name(vg, snap), "device": self.rec["device"]}
@@ -94,11 +97,19 @@ class LvSnapshot(Layer):
         if not snap.get("origin") or snap.get("origin") != self.rec["origin"]:
             raise self.fail(f"{self.rec['vg']}/{self.rec['snapshot']} is not a snapshot of "
                             f"{self.rec['origin']}; not removing it")
-        attr, used = snap.get("lv_attr", ""), snap.get("data_percent", "") or "0"
-        overflowed = attr[4:5] == "I" or attr[:1] == "S" or float(used) >= 100.0
         self.run("lvremove", "--yes", f"{self.rec['vg']}/{self.rec['snapshot']}")
-        if overflowed:
+        self._check(snap)
+
+    def check_left(self):
+        self._check(self._live())
+
+    def _check(self, snap):
+        where = f"{self.rec['vg']}/{self.rec['snapshot']}"
+        if snap is None or snap.get("origin") != self.rec["origin"]:
+            raise SnapshotInvalid(f"snapshot {where} of {self.rec['origin']} is gone: what was "
+                                  "read from it cannot be checked")
+        attr, used = snap.get("lv_attr", ""), snap.get("data_percent", "") or "0"
+        if attr[4:5] == "I" or attr[:1] == "S" or float(used) >= 100.0:
             raise SnapshotInvalid(
-                f"snapshot {self.rec['vg']}/{self.rec['snapshot']} overflowed or was invalidated "
-                f"(lv_attr {attr}, {used}% used): what was read from it is not a point-in-time "
-                "copy; raise the size property")
+                f"snapshot {where} overflowed or was invalidated (lv_attr {attr}, {used}% used): "
+                "what was read from it is not a point-in-time copy; raise the size property")

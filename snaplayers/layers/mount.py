@@ -54,8 +54,18 @@ class ReadOnlyMount(Layer):
     def device(self):
         return self.rec["mountpoint"]
 
+    def key(self):
+        below = self.parent.key() if self.parent is not None else ""
+        return f"{below},mount:{self.rec['mountpoint']}"
+
     def kernel_names(self):
         return {"mountpoint": self.rec["mountpoint"]}
+
+    def check_left(self):
+        rows = self.mounted()
+        if not rows or rows[-1]["majmin"] != self.rec.get("source_rdev"):
+            raise MountVanished(f"{self.rec['mountpoint']} is no longer mounted from "
+                                f"{self.rec['source']}: what was read there is not the snapshot")
 
     @staticmethod
     def check_base(host, base: str) -> None:

@@ -35,8 +35,8 @@ class Partition(Layer):
 
     @classmethod
     def plan(cls, ctx, token, parent, spec):
-        # the layer's position keeps `part=1,raid1,part=1` from naming two mappings alike
-        mapping = f"{DM_PREFIX}{ctx.dle_id}-{depth(parent)}p{token.number}"
+        # the id names the layers under it too, so `part=1,raid1,part=1` names two mappings
+        mapping = f"{DM_PREFIX}{cls.id_for(parent, token)}-{depth(parent)}p{token.number}"
         return cls(ctx, {"kind": cls.kind, "token": token.token(), "state": "planned",
                          "number": token.number, "parent": parent.device, "mapping": mapping,
                          "device": f"/dev/mapper/{mapping}"}, parent)

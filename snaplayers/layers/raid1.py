@@ -38,7 +38,7 @@ class DegradedRaid1(Layer):
 
     @classmethod
     def plan(cls, ctx, token, parent, spec):
-        name = MD_PREFIX + ctx.dle_id
+        name = MD_PREFIX + cls.id_for(parent, token)
         return cls(ctx, {
             "kind": cls.kind, "token": token.token(), "state": "planned",
             # device: the link until the kernel's node is known (after assembly)

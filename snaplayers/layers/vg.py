@@ -4,7 +4,7 @@ The guest VG's name and UUIDs are the guest's: they can equal the host's (Debian
 names every VG alike) or, when the host sees the origin too, the origin's. So every command
 here sees the snapshot's device alone (a `--config` device filter, which lvm2 2.03.11 has and
 `--devices` is not), and `vgimportclone` first gives the copy in the snapshot a name and UUIDs
-of its own: `snaplayers_<dle id>`. Only then is anything activated, and never by the guest's
+of its own: `snaplayers_<id>` (the id of its path, layers.node_id). Only then is anything activated, and never by the guest's
 name, so the host's VG of that name is never touched. No metadata backup, archive or hints
 file is written on the host.
 """
@@ -38,7 +38,7 @@ class GuestVg(Layer):
 
     @classmethod
     def plan(cls, ctx, token, parent, spec):
-        clone = CLONE_PREFIX + ctx.dle_id
+        clone = CLONE_PREFIX + cls.id_for(parent, token)
         return cls(ctx, {
             "kind": cls.kind, "token": token.token(), "state": "planned",
             "vg": token.vg, "lv": token.lv, "pv": parent.device, "clone": clone,
@@ -68,6 +68,16 @@ class GuestVg(Layer):
         pv, vg, where = self.pv(), self.rec["vg"], self.rec["pv"]
         if not pv:
             raise self.fail(f"{where} holds no LVM physical volume")
+        if pv.get("vg_name") == self.rec["clone"]:
+            # imported by an earlier set-up of this same stack into a snapshot another DLE
+            # still holds: its new name says nothing of who wrote it, so it is not trusted
+            raise self.fail(f"the guest's volume group on {where} is already imported as "
+                            f"{pv['vg_name']} in the snapshot other DLEs of this disk still read; "
+                            "set this DLE up again when they are done")
+        if pv.get("vg_name", "").startswith(CLONE_PREFIX):
+            raise self.fail(f"the guest's volume group on {where} is imported as "
+                            f"{pv['vg_name']} for another DLE of this disk: two DLEs on LVs of "
+                            "one guest VG are not supported")
         if pv.get("vg_name") != vg:
             raise self.fail(f"{where} belongs to volume group {pv.get('vg_name') or '(none)'}, "
                             f"not {vg}")

@@ -115,27 +115,50 @@ def guest_lvm(spec, v, dev):
     return wait(f"/dev/{vg}/{lv}")
 
 
+def layout(variants):
+    """Disk (its legs) -> {partition: variant}: several variants may share one VM disk."""
+    disks = {}
+    for v in variants:
+        disks.setdefault(tuple(map(tuple, v["legs"])), {})[v["partition"] or 0] = v["name"]
+    return disks
+
+
+def partition(dev, parts):
+    """A GPT with partitions 1..the highest used: spares of 32 MiB, a filesystem's 96 MiB, the
+    highest the rest (an xfs wants >= 300 MB)."""
+    sh("parted", "-s", dev, "mklabel", "gpt")
+    start, last = 1, max(parts)
+    for n in range(1, last + 1):
+        size = 96 if n in parts else 32
+        end = "100%" if n == last else f"{start + size}MiB"
+        sh("parted", "-s", dev, "mkpart", parts.get(n, f"spare{n}"), f"{start}MiB", end)
+        start += size
+
+
 def create(spec):
     devices = disks(spec["targets"])
+    disks_of = layout(spec["variants"])
+    made = {}           # disk -> its md array or device, partitioned once
     out = {}
     for v in spec["variants"]:
         legs = [devices[f"{h}/{lv}"] for h, lv in v["legs"]]
-        if len(legs) == 2:
-            md = f"/dev/md/{spec['prefix']}-{v['name']}"
-            if not os.path.exists(md):
-                # --assume-clean: both legs are new, a resync would only burn emulated CPU
-                sh("mdadm", "--create", md, "--run", "--quiet", "--level=1", "--raid-devices=2",
-                   "--metadata=1.2", "--homehost=any", "--assume-clean", *legs)
-            dev = wait(md)
-        else:
-            dev = legs[0]
+        disk = tuple(map(tuple, v["legs"]))
+        parts = disks_of[disk]
+        if disk not in made:
+            if len(legs) == 2:
+                # named for the disk's first variant: the others on it share the array
+                md = f"/dev/md/{spec['prefix']}-{parts[min(parts)]}"
+                if not os.path.exists(md):
+                    # --assume-clean: both legs are new, a resync would only burn emulated CPU
+                    sh("mdadm", "--create", md, "--run", "--quiet", "--level=1", "--raid-devices=2",
+                       "--metadata=1.2", "--homehost=any", "--assume-clean", *legs)
+                made[disk] = wait(md)
+            else:
+                made[disk] = legs[0]
+            if v["partition"]:
+                partition(made[disk], {n: name for n, name in parts.items() if n})
+        dev = made[disk]
         if v["partition"]:
-            sh("parted", "-s", dev, "mklabel", "gpt")
-            start = 1
-            for n in range(1, v["partition"]):
-                sh("parted", "-s", dev, "mkpart", f"spare{n}", f"{start}MiB", f"{start + 32}MiB")
-                start += 32
-            sh("parted", "-s", dev, "mkpart", v["name"], f"{start}MiB", "100%")
             dev = wait(partition_node(dev, v["partition"]))
         if v.get("luks"):
             dev = luks(spec, v, dev)

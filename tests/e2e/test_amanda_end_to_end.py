@@ -9,6 +9,8 @@ from testbed.amanda import BROKEN, CLIENT, ok_dumps
 from testbed.topology import WRONG_KEY
 from testbed.backup import dump_while_writing, table, verify
 
+from figures import record
+
 pytestmark = pytest.mark.e2e
 
 
@@ -75,6 +77,11 @@ def assert_parallel(amanda, logs):
             up += 1 if m.group(1) == "PRE" else -1
             peak = max(peak, up)
     assert peak >= 3, f"at most {peak} DLE stacks were up at once:\n{out}"
+    # whether two DLEs of one VM disk overlapped is Amanda's scheduling: counted, not asserted
+    # (tests/integration/test_faults.py sets them up at once)
+    shared = amanda.tb.exec(CLIENT, ["sh", "-c", "cat " + " ".join(logs)
+                                                 + " | grep -c ' share lvm='; true"]).strip()
+    record("DLEs that shared a snapshot in an amdump", int(shared or 0))
 
 
 def test_amrecover_restores_the_level0_byte_exact(amanda):

@@ -217,3 +217,13 @@ def test_a_stale_name_pointing_at_someone_elses_device_is_refused(amanda):
     finally:
         tb.exec(CLIENT, ["rm", "-f", link, node])
     assert tb.exec(CLIENT, ["sh", "-c", f"test -b {live_md} && echo ok"]).strip() == "ok"
+    # an LV of the host's that is merely named like a snapshot is its owner's data
+    plain = f"{tb.topo.vg(CLIENT)}/tbplain{names['snapshot_suffix']}"
+    tb.exec(CLIENT, ["lvcreate", "-q", "-y", "-Wn", "-L", "8M", "-n", plain.split("/")[1], plain.split("/")[0]])
+    try:
+        code, out, err = tb.run(CLIENT, ["sudo", "-n", helper, "lvremove", "--yes", plain], user=user)
+        assert code == 126 and err.count("\n") == 1 and "is not a snapshot" in err, err
+        assert tb.run(CLIENT, ["lvs", plain])[0] == 0
+        record("setuid, device-node, symlink and stale-name cases refused")
+    finally:
+        tb.exec(CLIENT, ["lvremove", "-q", "-y", plain])

@@ -123,29 +123,73 @@ def test_a_mount_point_already_mounted_is_refused_and_nothing_is_created(testbed
     record("scenarios survived")
 
 
+class Dumps:
+    """Each variant's PRE-DLE-BACKUP at once as the Amanda user, each from a shell of its own
+    that lives until it runs the variant's POST-DLE-BACKUP, as sendbackup does (the plugin takes
+    a stack whose Amanda process is gone for a leftover, and reaps it)."""
+
+    def __init__(self, testbed, variants, where="/tmp/dumps"):
+        self.testbed, self.variants, self.where = testbed, list(variants), where
+
+    def call(self, command, v, phase):
+        argv = " ".join(shlex.quote(a) for a in [
+            PLUGIN, command, "--execute-where", "client", "--config", "TB", "--host", "storage0",
+            "--disk", v, "--device", self.testbed.device(v), "--mount-base", MOUNT_BASE, "--level", "0"])
+        d = f"{self.where}/{phase}"
+        return f"{argv} > {d}/{v}.out 2> {d}/{v}.err; echo $? > {d}/{v}.rc"
+
+    def wait(self, phase):
+        """One exec that polls: each costs about a second under TCG."""
+        self.testbed.exec("storage0", ["sh", "-c", f"for i in $(seq 1800); do "
+                                       f"[ $(ls {self.where}/{phase}/*.rc 2>/dev/null | wc -l) -ge "
+                                       f"{len(self.variants)} ] && exit 0; sleep 0.5; done; exit 1"])
+
+    def read(self, phase, v, *more):
+        d = f"{self.where}/{phase}"
+        return self.testbed.exec("storage0", ["sh", "-c", "; echo -n @; ".join(
+            [f"cat {d}/{v}.{x}" for x in ("rc", "out", "err")] + list(more))]).split("@")
+
+    def start(self):
+        # setsid: a session of their own, so nothing su does as it exits reaches them
+        shells = " ".join(
+            "setsid sh -c " + shlex.quote(f"echo $$ > {self.where}/{v}.pid; " + self.call("PRE-DLE-BACKUP", v, "pre")
+                                   + f"; while [ ! -e {self.where}/go ]; do sleep 0.2; done; "
+                                   + self.call("POST-DLE-BACKUP", v, "post"))
+            + " </dev/null >/dev/null 2>&1 &" for v in self.variants)
+        self.testbed.exec("storage0", ["sh", "-c", f"rm -rf {self.where} && mkdir -p {self.where}/pre "
+                                       f"{self.where}/post && chown -R backup {self.where}"])
+        self.testbed.exec("storage0", ["su", "backup", "-s", "/bin/sh", "-c", shells])
+        self.wait("pre")
+
+    def kill(self, v):
+        """SIGKILL the variant's shell between its PRE and its POST: sendbackup killed."""
+        self.testbed.exec("storage0", ["sh", "-c", f"kill -9 $(cat {self.where}/{v}.pid)"])
+        self.variants.remove(v)
+
+    def finish(self):
+        self.testbed.exec("storage0", ["touch", f"{self.where}/go"])
+        self.wait("post")
+        return {v: tuple(self.read("post", v)) for v in self.variants}
+
+
 def test_every_dle_at_once_is_byte_exact_and_a_single_point_in_time(testbed):
     """Every variant's PRE-DLE-BACKUP at once, as the Amanda user through sudo and the helper,
     while the guest keeps each filesystem mounted and appends fsynced records to a log on it:
     each view is the guest's data byte for byte, its log a prefix of complete records (one
-    point in time), mounted read-only without setuid, devices or exec."""
+    point in time), mounted read-only without setuid, devices or exec. The variants that share
+    a VM disk share its snapshot (and md array) with their neighbours."""
     variants = [v.name for v in testbed.topo.variants]
     logs = {v: f"{testbed.mountpoint(v)}/live/log" for v in variants}
     writers = None
-    calls = " ".join(
-        "( " + " ".join(shlex.quote(a) for a in [
-            PLUGIN, "PRE-DLE-BACKUP", "--execute-where", "client", "--config", "TB", "--host", "storage0",
-            "--disk", v, "--device", testbed.device(v), "--mount-base", MOUNT_BASE, "--level", "0"])
-        + f" > /tmp/par-{v}.out 2> /tmp/par-{v}.err; echo $? > /tmp/par-{v}.rc ) &" for v in variants)
+    dumps = Dumps(testbed, variants)
     try:
         writers = testbed.python("guest0", "guest.py", "writers-start", {"logs": list(logs.values())})
-        testbed.exec("storage0", ["su", "backup", "-s", "/bin/sh", "-c", calls + " wait"])
+        dumps.start()
         seen = {}
         for v in variants:
             device = testbed.device(v)
             # one exec for what each call left: each costs about a second under TCG
-            rc, out, err, options = testbed.exec("storage0", ["sh", "-c", "; echo -n @; ".join(
-                [f"cat /tmp/par-{v}.{x}" for x in ("rc", "out", "err")]
-                + [f"findmnt -n -o OPTIONS {shlex.quote(device)}"])]).split("@")
+            rc, out, err, options = dumps.read("pre", v, f"findmnt -n -o OPTIONS {shlex.quote(device)}")
             assert (rc.strip(), err) == ("0", ""), err
             assert out == f"PROPERTY directory {device}\n"
             assert {"ro", "nosuid", "nodev", "noexec"} <= set(options.strip().split(","))
@@ -156,14 +200,50 @@ def test_every_dle_at_once_is_byte_exact_and_a_single_point_in_time(testbed):
         writers = None
         for v in variants:      # the guest went on writing after the snapshot
             assert written[logs[v]] >= seen[v]["records"], (v, written[logs[v]], seen[v])
+        shared = shared_snapshots(testbed)
+        assert shared and all(len(users) == 2 for users in shared.values()), shared
+        record("snapshots shared by two DLEs", len(shared))
     finally:    # a failure here must not leave stacks or writers for the tests after it
         if writers:
             testbed.python("guest0", "guest.py", "writers-stop", writers)
-        posts = {v: as_backup(testbed, "POST-DLE-BACKUP", v) for v in variants}
-    assert all(p == (0, "", "") for p in posts.values()), posts
+        posts = dumps.finish()
+    assert all(p == ("0\n", "", "") for p in posts.values()), posts
     nothing_left(testbed)
     for v in variants:
         assert testbed.run("storage0", ["test", "-e", testbed.device(v)])[0] != 0, f"{v}: mount point left"
+    record("scenarios survived")
+
+
+def shared_snapshots(testbed):
+    """Snapshot LV -> the DLEs that read it, as `snaplayers status` tells it."""
+    users = {}
+    for stack in plugin_status(testbed)["stacks"]:
+        users.setdefault(stack["layers"][0]["names"]["lv"], set()).add(stack["disk"])
+    return {lv: disks for lv, disks in users.items() if len(disks) > 1}
+
+
+def test_a_killed_dump_never_takes_the_shared_snapshot_from_the_other(testbed):
+    """Two DLEs of one VM disk (an md RAID1 with two partitions) up at once; the Amanda process
+    of one is SIGKILLed before its POST: the other still reads the snapshot byte for byte, its
+    dump ends well, and its tear-down takes the killed one's leftovers with it."""
+    pair = ["md-part-ext4", "md-part2-ext4"]
+    dumps = Dumps(testbed, pair, where="/tmp/killed")
+    try:
+        dumps.start()
+        for v in pair:
+            assert dumps.read("pre", v)[0].strip() == "0", dumps.read("pre", v)
+        names = plugin_status(testbed)
+        stacks = {s["disk"]: s for s in names["stacks"]}
+        assert [layer["shared_with"] for layer in stacks[pair[1]]["layers"][:2]] == [[pair[0]], [pair[0]]]
+        lvs = [lv for lv in testbed.exec("storage0", ["lvs", "--noheadings", "-o", "lv_name"]).split()
+               if lv.endswith(names["names"]["snapshot_suffix"])]
+        assert len(lvs) == 1, lvs           # one snapshot, one assembled leg, for both
+        dumps.kill(pair[0])
+        compare(testbed, pair[1])
+    finally:
+        posts = dumps.finish()
+    assert posts == {pair[1]: ("0\n", "", "")}, posts
+    nothing_left(testbed)
     record("scenarios survived")
 
 

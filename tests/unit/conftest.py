@@ -1,13 +1,21 @@
 import pytest
 
 from snaplayers.device import parse
-from snaplayers.layers import Context
+from snaplayers.layers import Context, node_id
 from snaplayers.props import Settings
 from snaplayers.stack import Stack, dle_id
 
 from simhost import SteeredSystem
 
 BASE = "/v/amsnap"
+
+
+def node(path, suffix=".amsnap"):
+    """The id in the names of the last layer of `path`: the same for every DLE that reads
+    through those layers (the snapshot's name, then each token above it)."""
+    source, *above = path.split(",")
+    vg, lv = source.removeprefix("lvm=").split("+")
+    return node_id(",".join([f"{vg}/{lv}{suffix}", *above]))
 
 
 class World:

@@ -50,8 +50,30 @@ class SteeredSystem(SimulatedSystem):
     def _pv(self, dev):
         return super()._pv(dev) if self.permissive or dev in self.pvs else None
 
+    # -- the kernel refuses to remove a device something still holds ------------------------
+    def _in_use(self, dev):
+        rdev = self.rdev(dev)
+        return (any(a["member"] == dev for a in self.arrays.values())
+                or any(table.split()[3] == rdev for table in self.mappings.values())
+                or any(parent == dev for parent in self.crypts.values())
+                or any(m["source"] == dev or m["majmin"] == rdev for m in self.mount_rows))
+
+    def _cmd_lvremove(self, args):
+        from snaplayers.device import dm_name
+        if self._in_use("/dev/mapper/" + dm_name(*args[-1].split("/", 1))):
+            return (5, "  Logical volume in use.\n")
+        return super()._cmd_lvremove(args)
+
+    def _cmd_dmsetup(self, args):
+        if args[0] == "remove" and self._in_use(f"/dev/mapper/{args[-1]}"):
+            return (1, "device-mapper: remove ioctl failed: Device or resource busy\n")
+        return super()._cmd_dmsetup(args)
+
     # -- a host without udev: nobody removes a stopped array's /dev/md link ----------------
     def _cmd_mdadm(self, args):
+        arr = self.arrays.get(args[1]) if args[0] == "--stop" else None
+        if arr and self._in_use(f"/dev/{arr['kernel']}"):
+            return (1, f"mdadm: Cannot get exclusive access to {args[1]}\n")
         reply = super()._cmd_mdadm(args)
         if args[0] == "--stop" and reply[0] == 0 and not self.udev:
             self.lingering.add(args[1])

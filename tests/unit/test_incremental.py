@@ -272,12 +272,14 @@ def amgtar_dump(tree, plugin, level=1):
 
 
 def forge_started(plugin, started):
+    """The instant the stack's snapshot was taken, as its journal records it (its lvm layer's;
+    a stack that shares another DLE's snapshot has that DLE's)."""
     data = json.loads(plugin.journal.read_text())
-    data["started"] = started
+    data["layers"][0]["taken"] = started
     plugin.journal.write_text(json.dumps(data))
 
 
-def test_post_dle_backup_dates_amgtars_file_back_to_the_journals_start(tree, tmp_path, plugin,
+def test_post_dle_backup_dates_amgtars_file_back_to_the_snapshots_instant(tree, tmp_path, plugin,
                                                                        capsys):
     assert plugin("PRE-DLE-BACKUP") == 0
     change_in_the_vm(tree)
@@ -287,7 +289,7 @@ def test_post_dle_backup_dates_amgtars_file_back_to_the_journals_start(tree, tmp
     shutil.copyfile(snapshot, other_level)
     untouched = other_level.read_bytes()
     assert "guest/etc/passwd" not in next_incremental(tree, snapshot, tmp_path)
-    started = json.loads(plugin.journal.read_text())["started"] - 1000.5
+    started = json.loads(plugin.journal.read_text())["layers"][0]["taken"] - 1000.5
     forge_started(plugin, started)          # what POST reads is the journal's, not the clock
 
     assert plugin("POST-DLE-BACKUP") == 0       # Amanda 3.5 sends neither --success nor --failed

@@ -2,6 +2,8 @@
 
 import pytest
 
+from conftest import node as ids
+
 from snaplayers.layers.raid1 import DegradedRaid1
 
 LVS = ["lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o",
@@ -16,9 +18,9 @@ def fixed_uuid(monkeypatch):
 
 def test_raid1_partition_argv(world, spec):
     stack = world.stack()
-    md = f"/dev/md/snaplayers-{stack.ctx.dle_id}"
+    md = f"/dev/md/snaplayers-{ids('lvm=data0+vol00,raid1')}"
     node = "/dev/md127"             # the kernel's node, which the layers above are given
-    mapping = f"snaplayers-{stack.ctx.dle_id}-2p1"
+    mapping = f"snaplayers-{ids('lvm=data0+vol00,raid1,part=1')}-2p1"
     mp = "/v/amsnap/lvm=data0+vol00,raid1,part=1"
     assert stack.setup(spec("lvm=data0+vol00,raid1,part=1")) == mp
     n = len(world.runner.executed)
@@ -59,7 +61,7 @@ def test_raid1_partition_argv(world, spec):
 
 def test_lv_partition_argv(world, spec):
     stack = world.stack("vol01")
-    mapping = f"snaplayers-{stack.ctx.dle_id}-1p2"
+    mapping = f"snaplayers-{ids('lvm=data0+vol01,part=2')}-1p2"
     stack.setup(spec("lvm=data0+vol01,part=2"))
     cmds = world.commands()
     assert cmds[4:9] == [
@@ -163,8 +165,8 @@ def test_guest_vg_is_renamed_in_the_snapshot_before_anything_is_activated(world,
     from snaplayers.layers.vg import lvm_config
     stack = world.stack("vol05")
     world.system.guest = ("data0", ["root", "swap"])    # the host's own VG name, inside the guest
-    pv = f"/dev/mapper/snaplayers-{stack.ctx.dle_id}-2p3"
-    clone = f"snaplayers_{stack.ctx.dle_id}"
+    pv = f"/dev/mapper/snaplayers-{ids('lvm=data0+vol05,raid1,part=3')}-2p3"
+    clone = f"snaplayers_{ids('lvm=data0+vol05,raid1,part=3,vg=data0+root')}"
     mp = "/v/amsnap/lvm=data0+vol05,raid1,part=3,vg=data0+root"
     assert stack.setup(spec("lvm=data0+vol05,raid1,part=3,vg=data0+root")) == mp
     n = len(world.runner.executed)
@@ -229,8 +231,8 @@ def test_luks_argv_key_file_from_the_key_dir(tmp_path, spec):
     from conftest import World
     world = World(tmp_path, key_dir="/etc/keys")
     stack = world.stack("vol06")
-    part = f"/dev/mapper/snaplayers-{stack.ctx.dle_id}-2p1"
-    crypt = f"snaplayers-{stack.ctx.dle_id}-3c"
+    part = f"/dev/mapper/snaplayers-{ids('lvm=data0+vol06,raid1,part=1')}-2p1"
+    crypt = f"snaplayers-{ids('lvm=data0+vol06,raid1,part=1,luks=vm6')}-3c"
     mp = "/v/amsnap/lvm=data0+vol06,raid1,part=1,luks=vm6"
     stack.setup(spec("lvm=data0+vol06,raid1,part=1,luks=vm6"))
     n = len(world.runner.executed)
@@ -254,7 +256,7 @@ def test_luks_argv_key_file_from_the_key_dir(tmp_path, spec):
 def test_wrong_key_is_reported_and_nothing_is_left(world, spec):
     from snaplayers.errors import LayerError
     stack = world.stack()
-    world.system.luks[f"/dev/mapper/snaplayers-{stack.ctx.dle_id}-2p1"] = "/etc/snaplayers/keys/right.key"
+    world.system.luks[f"/dev/mapper/snaplayers-{ids('lvm=data0+vol00,raid1,part=1')}-2p1"] = "/etc/snaplayers/keys/right.key"
     with pytest.raises(LayerError, match=r"luks=wrong: key file /etc/snaplayers/keys/wrong.key does "
                                          r"not open .* \(wrong key\)"):
         stack.setup(spec("lvm=data0+vol00,raid1,part=1,luks=wrong"))
@@ -274,7 +276,7 @@ def test_a_device_without_luks_is_refused(world, spec):
 def test_an_open_mapping_under_our_name_is_neither_reused_nor_closed(world, spec):
     from snaplayers.errors import LayerError
     stack = world.stack()
-    crypt = f"snaplayers-{stack.ctx.dle_id}-1c"
+    crypt = f"snaplayers-{ids('lvm=data0+vol00,luks=k')}-1c"
     world.system.crypts[crypt] = "/dev/sdz"
     with pytest.raises(LayerError, match="not recorded by snaplayers"):
         stack.setup(spec("lvm=data0+vol00,luks=k"))
@@ -286,13 +288,13 @@ def test_teardown_refuses_a_guest_vg_or_luks_mapping_that_is_not_the_one_made(wo
     from snaplayers.errors import LayerError
     stack = world.stack()
     stack.setup(spec("lvm=data0+vol00,raid1,part=1,vg=vg0+root,luks=k"))
-    crypt = f"snaplayers-{stack.ctx.dle_id}-4c"
+    crypt = f"snaplayers-{ids('lvm=data0+vol00,raid1,part=1,vg=vg0+root,luks=k')}-4c"
     world.system.crypts[crypt] = "/dev/sdz"             # someone reopened our name elsewhere
     with pytest.raises(LayerError, match="not closing it"):
         stack.teardown()
     assert crypt in world.system.crypts
     world.system.crypts.pop(crypt)
-    clone = f"snaplayers_{stack.ctx.dle_id}"
+    clone = f"snaplayers_{ids('lvm=data0+vol00,raid1,part=1,vg=vg0+root')}"
     pv = next(p for p in world.system.pvs.values() if p["vg_name"] == clone)
     pv["vg_uuid"] = "someone-elses"
     with pytest.raises(LayerError, match="not deactivating it"):

@@ -7,13 +7,13 @@ import pytest
 
 from snaplayers import amanda, cli, tools
 from snaplayers.device import parse
-from snaplayers.stack import dle_id
 
+from conftest import node
 from simhost import SteeredSystem
 
 BASE = "/v/amsnap"
 PLACEHOLDER = re.compile(r"(<[a-z ]+>)")
-MADE_UP = ("<dle id>", "<fresh uuid>", "<md node>", "<partition start>", "<partition sectors>")
+MADE_UP = ("<fresh uuid>", "<md node>", "<partition start>", "<partition sectors>")
 
 
 def plan(capsys, *argv):
@@ -30,7 +30,7 @@ def test_what_only_a_run_knows_is_a_placeholder(capsys):
     assert set(PLACEHOLDER.findall(text)) == set(MADE_UP)
     assert "--uuid=<fresh uuid> " in text
     assert "--table '0 <partition sectors> linear <md node> <partition start>'" in text
-    assert "/dev/md/snaplayers-<dle id>" in text and "/dev/md1" not in text
+    assert f"/dev/md/snaplayers-{node('lvm=data0+vol00,raid1')} " in text and "/dev/md1" not in text
     assert not re.search(r"[0-9a-f]{8}:[0-9a-f]{8}", text)       # no UUID made up here
 
 
@@ -47,8 +47,7 @@ def test_names_are_those_amandas_calls_make_for_the_dle(capsys, tmp_path, monkey
     device = f"{BASE}/lvm=data0+vol06,part=2,raid1,part=3,vg=data0+root,luks=vm7"
     ident = ["--config", "daily", "--host", "storage0", "--disk", "vol06"]
     setup, teardown = plan(capsys, "--device", device, *ident)
-    assert "<dle id>" not in "\n".join(setup + teardown)
-    assert f"/dev/md/snaplayers-{dle_id('daily', 'storage0', 'vol06')}" in "\n".join(setup)
+    assert f"/dev/md/snaplayers-{node('lvm=data0+vol06,part=2,raid1')}" in "\n".join(setup)
 
     system = SteeredSystem()
     system.add_dir(BASE)
@@ -69,11 +68,13 @@ def test_names_are_those_amandas_calls_make_for_the_dle(capsys, tmp_path, monkey
         assert re.fullmatch(pattern, argv), (shown, argv)
 
 
-@pytest.mark.parametrize("given", [[], ["--config", "daily"], ["--host", "storage0", "--disk", "d"]])
-def test_without_config_and_host_the_dle_id_is_a_placeholder(capsys, given):
-    setup, teardown = plan(capsys, "--device", f"{BASE}/lvm=data0+vol00,raid1", *given)
-    assert "/usr/sbin/mdadm --stop /dev/md/snaplayers-<dle id>" in teardown
-    assert not re.search(r"snaplayers-[0-9a-f]{12}", "\n".join(setup + teardown))
+@pytest.mark.parametrize("given", [["--config", "daily"], ["--host", "storage0", "--disk", "d"]])
+def test_names_are_the_layers_own_whichever_dle_reads_them(capsys, given):
+    """Every DLE that reads through the same layers names (and so finds and shares) the same
+    kernel objects: config, host and disk name only the DLE's journal."""
+    anyone = plan(capsys, "--device", f"{BASE}/lvm=data0+vol00,raid1")
+    assert plan(capsys, "--device", f"{BASE}/lvm=data0+vol00,raid1", *given) == anyone
+    assert f"/usr/sbin/mdadm --stop /dev/md/snaplayers-{node('lvm=data0+vol00,raid1')}" in anyone[1]
 
 
 def test_a_thin_origin_is_snapshotted_without_a_size(capsys):

@@ -239,3 +239,22 @@ def test_the_helper_serves_json_lists_of_strings_only():
     helper.serve(POLICY, ['"lvs"\n', "[1, 2]\n", "not json\n", '["lvs", "a\\u0000b"]\n'], out)
     replies = [__import__("json").loads(line) for line in out.getvalue().splitlines()]
     assert [r[0] for r in replies] == [helper.REFUSED] * 4 and all("refused" in r[2] for r in replies)
+
+
+def test_lvremove_is_admitted_for_a_snapshot_only(tmp_path):
+    """An LV of the host's merely named like a snapshot (`<lv>.amsnap`) is its owner's data:
+    the helper asks LVM, as root, whether it has an origin before it lets lvremove run."""
+    lvs = tmp_path / "lvs"
+    policy = {**POLICY, "tools": {**POLICY["tools"], "lvs": str(lvs)}}
+    argv = ["lvremove", "--yes", "data0/vol00.amsnap"]
+    for script, admitted in (("echo '  vol00'", True),            # a snapshot of vol00
+                             ("echo '   '", False),              # a plain LV, no origin
+                             ("exit 5", True),                   # not there: lvremove fails itself
+                             ("exit 3", False)):                 # LVM cannot say
+        lvs.write_text(f"#!/bin/sh\n[ \"$*\" = '--noheadings -o origin data0/vol00.amsnap' ] || exit 9\n{script}\n")
+        lvs.chmod(0o755)
+        if admitted:
+            assert helper.admit(policy, argv) == POLICY["tools"]["lvremove"]
+        else:
+            with pytest.raises(helper.Refused, match="not a snapshot|is unknown"):
+                helper.admit(policy, argv)

@@ -149,7 +149,7 @@ def test_half_built_stack_of_a_killed_run_is_recovered_at_once(world, spec):
             raise Killed()
     world.system.inject = inject
     orig_teardown = stack._teardown
-    stack._teardown = lambda data, layers: None     # SIGKILL: no unwinding happens at all
+    stack._teardown = lambda *args, **kwargs: None  # SIGKILL: no unwinding happens at all
     with pytest.raises(Killed):
         stack.setup(spec("lvm=data0+vol00,raid1,part=1"))
     stack._teardown = orig_teardown

@@ -9,6 +9,8 @@ import pytest
 from snaplayers import cli, layers, run
 from snaplayers.stack import dle_id
 
+from conftest import node
+
 BASE = "/v/amsnap"
 MD = "lvm=data0+vol00,raid1,part=1"
 VG = "lvm=data0+vol05,part=2,vg=vg0+root,luks=k"
@@ -44,6 +46,8 @@ def status(capsys, state_dir, *extra):
 
 def test_plain_status_lines(recorded, capsys):
     a, b = dle_id("TB", "storage0", "vol00"), dle_id("TB", "storage0", "vol05")
+    part, part2 = node("lvm=data0+vol00,raid1,part=1"), node("lvm=data0+vol05,part=2")
+    vg, crypt = node("lvm=data0+vol05,part=2,vg=vg0+root"), node(VG)
     recorded.system.processes.pop(4242)         # the Amanda run is gone: a leftover
     gone(recorded.system, f"{BASE}/{VG}")
     lines = status(capsys, recorded.state_dir).splitlines()
@@ -53,15 +57,15 @@ def test_plain_status_lines(recorded, capsys):
         "is gone: a leftover",
         f"  {'lvm=data0+vol00':<24} {'/dev/mapper/data0-vol00.amsnap':<48} present",
         f"  {'raid1':<24} {'/dev/md127':<48} present",
-        f"  {'part=1':<24} {f'/dev/mapper/snaplayers-{a}-2p1':<48} present",
+        f"  {'part=1':<24} {f'/dev/mapper/snaplayers-{part}-2p1':<48} present",
         f"  {'mount':<24} {'mount':<48} present"],
         b: [
         f"TB storage0 vol05: up, set up 42 s ago by pid {pid}, device {BASE}/{VG}; Amanda process 4242 "
         "is gone: a leftover",
         f"  {'lvm=data0+vol05':<24} {'/dev/mapper/data0-vol05.amsnap':<48} present",
-        f"  {'part=2':<24} {f'/dev/mapper/snaplayers-{b}-1p2':<48} present",
-        f"  {'vg=vg0+root':<24} {f'/dev/mapper/snaplayers_{b}-root':<48} present",
-        f"  {'luks=k':<24} {f'/dev/mapper/snaplayers-{b}-3c':<48} present",
+        f"  {'part=2':<24} {f'/dev/mapper/snaplayers-{part2}-1p2':<48} present",
+        f"  {'vg=vg0+root':<24} {f'/dev/mapper/snaplayers_{vg}-root':<48} present",
+        f"  {'luks=k':<24} {f'/dev/mapper/snaplayers-{crypt}-3c':<48} present",
         f"  {'mount':<24} {'mount':<48} gone"]}
     assert lines == [line for ident in sorted(by_id) for line in by_id[ident]]
 
@@ -88,6 +92,8 @@ def test_json_takes_the_suffix_and_mount_base_from_the_installed_helper(tmp_path
 def test_json_lists_each_stack_with_the_names_of_what_it_holds(recorded, capsys, monkeypatch, tmp_path):
     monkeypatch.setattr(run, "HELPERS", (str(tmp_path / "no-helper"),))
     a, b = dle_id("TB", "storage0", "vol00"), dle_id("TB", "storage0", "vol05")
+    md_id, part = node("lvm=data0+vol00,raid1"), node("lvm=data0+vol00,raid1,part=1")
+    vg, crypt = node("lvm=data0+vol05,part=2,vg=vg0+root"), node(VG)
     gone(recorded.system, f"{BASE}/{VG}")
     out = json.loads(status(capsys, recorded.state_dir, "--json"))
     assert out["names"]["mount_base"] is None           # no helper: not known
@@ -99,21 +105,25 @@ def test_json_lists_each_stack_with_the_names_of_what_it_holds(recorded, capsys,
         "state": "up", "pid": os.getpid()}
     assert md["owner"] == {"pid": 4242, "alive": True}
     assert md["layers"] == [
-        {"token": "lvm=data0+vol00", "present": True,
+        {"token": "lvm=data0+vol00", "present": True, "shared_with": [],
          "names": {"lv": "data0/vol00.amsnap", "dm": "data0-vol00.amsnap",
                    "device": "/dev/mapper/data0-vol00.amsnap"}},
-        {"token": "raid1", "present": True,
-         "names": {"md_link": f"/dev/md/snaplayers-{a}", "md_name": f"snaplayers-{a}",
+        {"token": "raid1", "present": True, "shared_with": [],
+         "names": {"md_link": f"/dev/md/snaplayers-{md_id}", "md_name": f"snaplayers-{md_id}",
                    "device": "/dev/md127"}},
-        {"token": "part=1", "present": True,
-         "names": {"dm": f"snaplayers-{a}-2p1", "device": f"/dev/mapper/snaplayers-{a}-2p1"}},
-        {"token": "mount", "present": True, "names": {"mountpoint": f"{BASE}/{MD}"}}]
-    vg = stacks[b]["layers"]
-    assert vg[2] == {"token": "vg=vg0+root", "present": True,
-                     "names": {"vg": f"snaplayers_{b}", "lv": f"snaplayers_{b}/root",
-                               "dm": f"snaplayers_{b}-root", "device": f"/dev/mapper/snaplayers_{b}-root"}}
-    assert vg[3]["names"] == {"dm": f"snaplayers-{b}-3c", "device": f"/dev/mapper/snaplayers-{b}-3c"}
-    assert vg[4] == {"token": "mount", "present": False, "names": {"mountpoint": f"{BASE}/{VG}"}}
+        {"token": "part=1", "present": True, "shared_with": [],
+         "names": {"dm": f"snaplayers-{part}-2p1", "device": f"/dev/mapper/snaplayers-{part}-2p1"}},
+        {"token": "mount", "present": True, "shared_with": [],
+         "names": {"mountpoint": f"{BASE}/{MD}"}}]
+    vg_layers = stacks[b]["layers"]
+    assert vg_layers[2] == {"token": "vg=vg0+root", "present": True, "shared_with": [],
+                            "names": {"vg": f"snaplayers_{vg}", "lv": f"snaplayers_{vg}/root",
+                                      "dm": f"snaplayers_{vg}-root",
+                                      "device": f"/dev/mapper/snaplayers_{vg}-root"}}
+    assert vg_layers[3]["names"] == {"dm": f"snaplayers-{crypt}-3c",
+                                     "device": f"/dev/mapper/snaplayers-{crypt}-3c"}
+    assert vg_layers[4] == {"token": "mount", "present": False, "shared_with": [],
+                            "names": {"mountpoint": f"{BASE}/{VG}"}}
 
 
 def test_json_says_an_unreadable_journal(tmp_path, capsys):
