@@ -149,8 +149,23 @@ def _call(argv) -> int:
     settings = settings_from(call.properties)
     spec = parse(call.device, settings.mount_base)
     settings.check_device(spec)
+    _root_only(settings.state_dir)
     # Input is valid from here on: only now is anything written (the log, the journal).
     return _run(call, settings, spec)
+
+
+def _root_only(state_dir: str) -> None:
+    """Run as root, the plugin writes its journal and locks with root's rights: not in a
+    directory the Amanda user (or anyone) can plant symlinks in."""
+    import os
+
+    from .errors import BadInput
+    from .journal import not_roots_alone
+    problem = not_roots_alone(state_dir) if os.geteuid() == 0 else None
+    if problem:
+        raise BadInput(f"state-dir {state_dir} is not root's alone ({problem}): run as root, "
+                       "snaplayers would follow whatever its owner put there; run it as the "
+                       "Amanda user, or give root a state-dir of its own")
 
 
 def environment(settings):

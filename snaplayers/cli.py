@@ -228,13 +228,9 @@ def names_in_force(policy: dict) -> dict:
 
 
 def root_only(state_dir: str) -> None:
-    """Root writes journals and locks while it cleans up: in a directory another user can write
-    (or replace: an ancestor of theirs) it would follow that user's symlinks. The mount base's
-    own check."""
-    from .helper import unsafe_dir
-    if not os.path.lexists(state_dir):
-        return
-    problem = unsafe_dir(state_dir)
+    """The mount base's own check, for the state dir root cleans up from."""
+    from .journal import not_roots_alone
+    problem = not_roots_alone(state_dir) if os.path.lexists(state_dir) else None
     if problem:
         raise BadInput(f"state dir {state_dir} is not root's alone ({problem}): as root, cleanup "
                        "would follow whatever its owner put there; run it as the Amanda user "

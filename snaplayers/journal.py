@@ -84,6 +84,17 @@ class Journal:
             os.unlink(self.path)
 
 
+def not_roots_alone(state_dir: str) -> str | None:
+    """Why root must not write journals and locks in state_dir, or None: in a directory another
+    user can write (or replace: an ancestor of theirs) root would follow that user's symlinks.
+    One not made yet is judged by where it would be made: that user could make it first."""
+    from .helper import unsafe_dir
+    path = os.path.abspath(state_dir)
+    while not os.path.lexists(path):
+        path = os.path.dirname(path)
+    return unsafe_dir(path)
+
+
 def all_journals(state_dir: str):
     """(path, data) for every journal in state_dir; unreadable ones as (path, None)."""
     try:

@@ -13,17 +13,25 @@ from testbed.topology import MOUNT_BASE
 pytestmark = pytest.mark.integration
 
 PLUGIN = "/usr/lib/amanda/application/script-snaplayers"
+# root's journals and locks: the plugin refuses, as root, the Amanda user's state dir
+ROOT_STATE = "/run/tb-snaplayers-root"
 
 
 def plugin(testbed, command, variant, *extra):
     return testbed.run("storage0", [PLUGIN, command, "--execute-where", "client", "--config", "TB",
                                     "--host", "storage0", "--disk", variant,
                                     "--device", testbed.device(variant), "--mount-base", MOUNT_BASE,
-                                    *extra])
+                                    "--state-dir", ROOT_STATE, *extra])
+
+
+def nothing_left_of_root(testbed):
+    nothing_left(testbed)
+    root = json.loads(testbed.exec("storage0", ["snaplayers", "status", "--json", "--state-dir", ROOT_STATE]))
+    assert root["stacks"] == [], root["stacks"]
 
 
 def assert_nothing_left(testbed, variant):
-    nothing_left(testbed)
+    nothing_left_of_root(testbed)
     assert not testbed.exec("storage0", ["findmnt", "-n", testbed.device(variant)], check=False).strip()
     code, _, _ = testbed.run("storage0", ["test", "-e", testbed.device(variant)])
     assert code != 0, "the mount point directory was left behind"
@@ -42,10 +50,23 @@ def test_a_missing_lv_is_one_line_and_nothing_is_created(testbed):
     vg = testbed.topo.vg("storage0")
     code, out, err = testbed.run("storage0", [PLUGIN, "PRE-DLE-BACKUP", "--execute-where", "client",
                                               "--disk", "nosuch", "--device", f"{MOUNT_BASE}/lvm={vg}+nosuch",
-                                              "--mount-base", MOUNT_BASE])
+                                              "--mount-base", MOUNT_BASE, "--state-dir", ROOT_STATE])
     assert code != 0 and out == ""
     assert err.count("\n") == 1 and f"{vg}/nosuch does not exist" in err
     assert_nothing_left(testbed, "lv-ext4")
+
+
+def test_as_root_the_amanda_users_state_dir_is_refused_and_nothing_is_created(testbed):
+    """That user could plant symlinks where root would write its journal and locks."""
+    variant = "lv-ext4"
+    before = testbed.exec("storage0", ["ls", "-la", "/var/lib/amanda"])
+    code, out, err = testbed.run("storage0", [PLUGIN, "PRE-DLE-BACKUP", "--execute-where", "client",
+                                              "--disk", variant, "--device", testbed.device(variant),
+                                              "--mount-base", MOUNT_BASE])
+    assert code != 0 and out == ""
+    assert err.count("\n") == 1 and "state-dir /var/lib/amanda/snaplayers is not root's alone" in err, err
+    assert testbed.exec("storage0", ["ls", "-la", "/var/lib/amanda"]) == before
+    assert_nothing_left(testbed, variant)
 
 
 def test_testinfra_sees_the_guest_stack(testbed):
@@ -108,8 +129,8 @@ def test_what_is_wrong_inside_the_snapshot_is_one_line_and_unwound(testbed, vari
     device = testbed.device(variant).replace(*replace)
     code, out, err = testbed.run("storage0", [PLUGIN, "PRE-DLE-AMCHECK", "--execute-where", "client",
                                               "--disk", "broken", "--device", device,
-                                              "--mount-base", MOUNT_BASE])
+                                              "--mount-base", MOUNT_BASE, "--state-dir", ROOT_STATE])
     assert code != 0 and out == ""
     assert err.count("\n") == 1 and message in err, err
-    nothing_left(testbed)
+    nothing_left_of_root(testbed)
     assert testbed.run("storage0", ["test", "-e", device])[0] != 0

@@ -322,3 +322,24 @@ def test_installed_console_script_answers_help():
     exe = os.path.join(os.path.dirname(sys.executable), "script-snaplayers")
     proc = subprocess.run([exe, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stderr == "" and "mount-base (required)" in proc.stdout
+
+
+@pytest.mark.parametrize("made", [True, False], ids=["made", "not made yet"])
+def test_as_root_a_state_dir_another_user_can_write_is_refused_before_anything(plugin, capsys, monkeypatch, made):
+    """Root's journal and locks there would follow symlinks the Amanda user plants; where the
+    state dir is not made yet, that user could make it first."""
+    where = plugin.state if made else plugin.state.parent
+    plugin.state.mkdir()
+    where.chmod(0o777)
+    if not made:
+        plugin.state.rmdir()
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    try:
+        assert plugin(*dle("PRE-DLE-BACKUP")) != 0
+    finally:
+        where.chmod(0o700)
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("snaplayers: state-dir ")
+    assert "not root's alone" in err and f"{where} is writable by group or others" in err, err
+    assert plugin.runner.executed == [] and not plugin.logs.exists()
+    assert (list(plugin.state.iterdir()) == []) if made else not plugin.state.exists()
