@@ -53,7 +53,15 @@ class SimulatedSystem(Host):
     def add_lv(self, vg: str, lv: str, attr: str = "-wi-ao----", origin: str = "",
                segtype: str = "linear") -> None:
         self.lvs[f"{vg}/{lv}"] = {"lv_name": lv, "lv_attr": attr, "origin": origin,
-                                  "segtype": segtype, "data_percent": ""}
+                                  "segtype": segtype, "data_percent": "", "pool_lv": ""}
+
+    def add_thin_lv(self, vg: str, lv: str, pool: str = "pool0") -> None:
+        """As LVM has them: a thin LV written whole reports Data% 100, its normal state."""
+        self.add_lv(vg, lv, attr="Vwi-aotz--", segtype="thin")
+        self.lvs[f"{vg}/{lv}"].update(data_percent="100.00", pool_lv=pool)
+        if f"{vg}/{pool}" not in self.lvs:
+            self.add_lv(vg, pool, attr="twi-aotz--", segtype="thin-pool")
+            self.lvs[f"{vg}/{pool}"]["data_percent"] = "57.00"
 
     def add_dir(self, path: str) -> None:
         while path not in ("/", "") and path not in self.dirs:
@@ -80,7 +88,7 @@ class SimulatedSystem(Host):
             vg, lv = name.split("/", 1)
             if not lv.endswith(self.suffix):
                 if self.thin:
-                    self.add_lv(vg, lv, attr="Vwi-aotz--", segtype="thin")
+                    self.add_thin_lv(vg, lv)
                 else:
                     self.add_lv(vg, lv)
         return self.lvs.get(name)
@@ -183,7 +191,10 @@ class SimulatedSystem(Host):
         thin = "--setactivationskip" in args
         self.add_lv(vg, name, attr="Vwi-a-tz--" if thin else "swi-a-s---", origin=origin,
                     segtype="thin" if thin else "linear")
-        self.lvs[f"{vg}/{name}"]["data_percent"] = "0.01"
+        # a thin snapshot shares its origin's blocks: its Data% is the origin's
+        of = self.lvs.get(f"{vg}/{origin}", {})
+        self.lvs[f"{vg}/{name}"].update(data_percent=of.get("data_percent") if thin else "0.01",
+                                        pool_lv=of.get("pool_lv", "") if thin else "")
         return (0, "")
 
     def _cmd_lvremove(self, args):

@@ -121,7 +121,7 @@ class Testbed:
                 facts = self.python(host, "storage.py", "create", {
                     "prefix": self.prefix, "host": host, "vg": self.topo.vg(host),
                     "iqn": self.topo.iqn(host), "workdir": f"/srv/{self.prefix}",
-                    "volumes": [{"lv": v.lv, "size_mb": v.size_mb} for v in vols], "keys": storage_keys,
+                    "volumes": [{"lv": v.lv, "size_mb": v.size_mb, "thin": v.thin} for v in vols], "keys": storage_keys,
                     "clash_vgs": self.topo.clash_vgs(host)})
                 self.facts[host] = facts
                 # LIO listens in the engine's initial network namespace, whichever container

@@ -17,6 +17,7 @@ class Volume:
     host: str           # storage host that holds the LV and exports it
     lv: str
     size_mb: int = 320  # mkfs.xfs wants >= 300 MB; the backing file is sparse
+    thin: bool = False  # a thin LV in the host's pool, written whole at creation (Data% 100)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,9 @@ def default(prefix: str, names: Optional[List[str]] = None) -> Topology:
         # disk share its snapshot (and the md array's one assembled leg) while both are up
         Variant("md-part2-ext4", (Volume(s0, "vol00"), Volume(s1, "vol00")), 2, "ext4", files=12),
         Variant("part1-ext4", (Volume(s0, "vol01", 432),), 1, "ext4", files=12),
+        # a thin LV whose every block was written once (a VM disk copied in): Data% 100 is its
+        # normal state, and its snapshot's
+        Variant("thin-ext4", (Volume(s0, "vol06", 96, thin=True),), None, "ext4", files=8),
     ]
     if names:
         variants = [v for v in variants if v.name in names]

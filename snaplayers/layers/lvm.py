@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import re
 
+from .. import log as debug_log
 from ..device import LV_RESERVED, LV_RESERVED_PREFIX, dm_name
 from ..errors import SnapshotInvalid
 from . import Layer, parse_nameprefixes
 
-FIELDS = "lv_name,lv_attr,origin,segtype,data_percent"
+FIELDS = "lv_name,lv_attr,origin,segtype,data_percent,pool_lv"
+log = debug_log.get("snaplayers.lvm")
 # lv_attr[0] types that are not an ordinary origin: snapshots, pools, pool/raid metadata,
 # pvmove, mirror/raid images and logs, virtual origins.
 _NOT_AN_ORIGIN = set("sStdepIilv")
+# lv_attr[8], health, of a thin LV or pool that no longer reads as it was written
+THIN_FAILED = set("FMX")
+THIN_HEALTH = "F failed, M metadata read-only, X unknown"
 
 
 class LvSnapshot(Layer):
@@ -109,7 +114,31 @@ class LvSnapshot(Layer):
             raise SnapshotInvalid(f"snapshot {where} of {self.rec['origin']} is gone: what was "
                                   "read from it cannot be checked")
         attr, used = snap.get("lv_attr", ""), snap.get("data_percent", "") or "0"
+        if snap.get("segtype") == "thin":
+            self._check_thin(snap, where)
+            return
         if attr[4:5] == "I" or attr[:1] == "S" or float(used) >= 100.0:
             raise SnapshotInvalid(
                 f"snapshot {where} overflowed or was invalidated (lv_attr {attr}, {used}% used): "
                 "what was read from it is not a point-in-time copy; raise the size property")
+
+    def _check_thin(self, snap, where):
+        """A thin snapshot has no copy-on-write area to overflow: its Data% is its share of the
+        pool, 100 when the origin was written whole (its normal state). Its blocks are never
+        overwritten, so a pool out of data space leaves it whole; a pool that failed or went
+        read-only on full metadata (lv_attr health F, M; X: LVM cannot tell) does not."""
+        pool_name = snap.get("pool_lv", "")
+        pool = self.lvs(pool_name) if pool_name else None
+        if pool is None or pool.get("segtype") != "thin-pool":
+            raise SnapshotInvalid(f"thin snapshot {where}: its pool {self.rec['vg']}/{pool_name or '?'} "
+                                  "is gone or is no thin pool: what was read from it cannot be checked")
+        bad = [f"{name} lv_attr {row.get('lv_attr', '')}"
+               for name, row in ((where, snap), (f"{self.rec['vg']}/{pool_name}", pool))
+               if row.get("lv_attr", "")[8:9] in THIN_FAILED]
+        if bad:
+            raise SnapshotInvalid(
+                f"thin snapshot {where}: {' and '.join(bad)} (health {THIN_HEALTH}): what was "
+                "read from it may not be a point-in-time copy; check the pool (lvmthin(7))")
+        if pool.get("lv_attr", "")[8:9] == "D":
+            log.info("thin pool %s/%s is out of data space: the VM's writes fail, the snapshot "
+                     "is whole", self.rec["vg"], pool_name)

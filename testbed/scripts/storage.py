@@ -35,7 +35,10 @@ def create(spec):
     pv = os.path.join(workdir, "pv.img")
     # room for a 20%ORIGIN snapshot of every LV at once (a test sets up every DLE together),
     # plus an LV of 64M the origin-array test makes; the file is sparse
-    total = sum(v["size_mb"] * 5 // 4 for v in spec["volumes"]) + 256
+    thin = [v for v in spec["volumes"] if v.get("thin")]
+    # the pool holds each thin LV twice over: its every block, and what the VM writes meanwhile
+    pool_mb = sum(2 * v["size_mb"] for v in thin)
+    total = sum(v["size_mb"] * 5 // 4 for v in spec["volumes"] if not v.get("thin")) + pool_mb + 256
     sh("truncate", "-s", f"{total}M", pv)
     loop = sh("losetup", "--find", "--show", pv).strip()
     # a VG named like a guest's, on a PV of its own (see topology.clash_vgs)
@@ -61,8 +64,17 @@ def create(spec):
     sh("vgcreate", "-q", vg, loop)
     luns = {}
     backstores = []
+    pool = f"{vg}/tbpool"
+    if thin:
+        sh("lvcreate", "-q", "-y", "-Wn", "-L", f"{pool_mb}M", "-T", pool)
     for i, vol in enumerate(spec["volumes"]):
-        sh("lvcreate", "-q", "-y", "-Wn", "-L", f"{vol['size_mb']}M", "-n", vol["lv"], vg)
+        if vol.get("thin"):
+            sh("lvcreate", "-q", "-y", "-V", f"{vol['size_mb']}M", "-T", pool, "-n", vol["lv"])
+            # every block written once: what a VM disk copied in reports (Data% 100)
+            sh("dd", "if=/dev/zero", f"of=/dev/{vg}/{vol['lv']}", "bs=1M", f"count={vol['size_mb']}",
+               "oflag=direct", "status=none")
+        else:
+            sh("lvcreate", "-q", "-y", "-Wn", "-L", f"{vol['size_mb']}M", "-n", vol["lv"], vg)
         backstores.append((f"{spec['prefix']}_{spec['host']}_{vol['lv']}", f"/dev/{vg}/{vol['lv']}"))
         luns[vol["lv"]] = i
     export(spec["iqn"], backstores)

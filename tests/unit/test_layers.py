@@ -7,7 +7,7 @@ from conftest import node as ids
 from snaplayers.layers.raid1 import DegradedRaid1
 
 LVS = ["lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o",
-       "lv_name,lv_attr,origin,segtype,data_percent"]
+       "lv_name,lv_attr,origin,segtype,data_percent,pool_lv"]
 UUID = "0a0a0a0a:1b1b1b1b:2c2c2c2c:3d3d3d3d"
 
 
