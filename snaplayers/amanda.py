@@ -179,6 +179,7 @@ def _run(call, settings, spec) -> int:
     import signal
 
     from . import log, tools
+    from .errors import SnapshotInvalid
     from .layers import Context
     from .stack import Stack, dle_id, required_tools
 
@@ -211,6 +212,12 @@ def _run(call, settings, spec) -> int:
                 logger.info("torn down" if done else "nothing recorded to tear down")
                 if call.command == "POST-DLE-BACKUP" and stack.torn_down is not None:
                     _date_incrementals(call, settings, disk, stack.torn_down)
+                elif call.command == "POST-DLE-BACKUP" and call.outcome != "failed":
+                    # the dump read a directory no stack of this call's held up to its end
+                    raise SnapshotInvalid(
+                        f"no stack of DLE {disk} was up when its dump ended (it was never set "
+                        "up, or another call tore it down meanwhile): what was dumped is not "
+                        "known to be the snapshot's")
     finally:
         runner.close()
     return 0

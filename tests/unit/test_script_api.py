@@ -170,8 +170,23 @@ def test_a_mount_gone_before_post_backup_fails_the_dump(plugin, capsys):
     assert not [n for n in plugin.system.lvs if "amsnap" in n]
 
 
-def test_post_without_a_stack_is_a_no_op(plugin, capsys):
-    assert plugin(*dle("POST-DLE-BACKUP")) == 0
+@pytest.mark.parametrize("command", ["POST-DLE-AMCHECK", "POST-DLE-ESTIMATE"])
+def test_post_without_a_stack_is_a_no_op(plugin, capsys, command):
+    assert plugin(*dle(command)) == 0
+    assert capsys.readouterr() == ("", "")
+
+
+def test_a_dump_that_ends_with_no_stack_up_fails(plugin, capsys):
+    """Torn down meanwhile (by another call, an operator's cleanup --force): the dump may have
+    read the bare mount point, or half of it; Amanda must not keep it."""
+    assert plugin(*dle("PRE-DLE-BACKUP")) == 0
+    assert plugin(*dle("POST-DLE-BACKUP")) == 0         # the other call
+    capsys.readouterr()
+    assert plugin(*dle("POST-DLE-BACKUP")) == 4
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "no stack of DLE vol00 was up when its dump ended" in err
+    # a dump Amanda already failed needs no second reason
+    assert plugin(*dle("POST-DLE-BACKUP"), "--failed") == 0
     assert capsys.readouterr() == ("", "")
 
 
