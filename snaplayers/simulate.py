@@ -21,7 +21,8 @@ from .record import Record
 from .run import ScriptedRunner
 from .stack import Stack, dle_id
 
-GiB_SECTORS = 2 * 1024 * 1024
+GiB = 2**30
+GiB_SECTORS = GiB // 512
 FRESH_UUID = "<fresh uuid>"
 MD_NODE = "<md node>"
 PART_START = "<partition start>"
@@ -53,7 +54,10 @@ class SimulatedSystem(Host):
     def add_lv(self, vg: str, lv: str, attr: str = "-wi-ao----", origin: str = "",
                segtype: str = "linear") -> None:
         self.lvs[f"{vg}/{lv}"] = {"lv_name": lv, "lv_attr": attr, "origin": origin,
-                                  "segtype": segtype, "data_percent": "", "pool_lv": ""}
+                                  "segtype": segtype, "data_percent": "", "pool_lv": "",
+                                  # a 1 GiB LV in a VG with 10 GiB free, 4 MiB extents
+                                  "lv_size": f"{GiB}B", "vg_free": f"{10 * GiB}B",
+                                  "vg_extent_size": f"{4 * 2**20}B"}
 
     def add_thin_lv(self, vg: str, lv: str, pool: str = "pool0") -> None:
         """As LVM has them: a thin LV written whole reports Data% 100, its normal state."""

@@ -39,6 +39,21 @@ STILL_RUNNING = ("ps -eo pid,ppid,stat,etime,wchan:24,args > /tmp/testbed-ps.txt
 # so that a fault can happen while the dump runs; TBOVERFLOW's snapshot has 8 MiB of room.
 FAULTS = {"TBFAULT": ("md-part-ext4", "snaplayers-amgtar-held"),
           "TBOVERFLOW": ("lv-ext4", "snaplayers-amgtar-small-held")}
+NO_ROOM = "64G"        # more than any testbed VG has free
+BROKEN_DEFINITIONS = f"""
+define script-tool snaplayers-no-room {{
+    snaplayers
+    property "size" "{NO_ROOM}"
+}}
+define dumptype snaplayers-amgtar-no-room {{
+    program "APPLICATION"
+    application "app-amgtar-snaplayers"
+    script "snaplayers-no-room"
+    auth "bsdtcp"
+    compress client fast
+    index yes
+}}
+"""
 FAULT_DEFINITIONS = """
 define script-tool testbed-hold {
     plugin "script-testbed-hold"
@@ -188,7 +203,7 @@ class Amanda:
         # the broken config holds one good DLE beside the broken ones, not all: amcheck sets
         # each up and down in turn, about 20 s a DLE under TCG, and TB's amcheck has them all
         out = {CONFIG: (self.disklist(), ""),
-               BROKEN: (self.disklist(True, only={self.topo.variants[0].name}), "")}
+               BROKEN: (self.disklist(True, only={self.topo.variants[0].name}), BROKEN_DEFINITIONS)}
         names = {v.name for v in self.topo.variants}
         for name, (variant, dumptype) in FAULTS.items():
             if variant in names:
@@ -256,6 +271,9 @@ class Amanda:
         if broken:
             vg = self.topo.vg(CLIENT)
             lines.append(f"{self.client_host} missing-lv {MOUNT_BASE}/lvm={vg}+nosuch {DEFAULT_DUMPTYPE}")
+            # a snapshot size the VG has no room for (BROKEN_DEFINITIONS)
+            lines.append(f"{self.client_host} no-room {MOUNT_BASE}/lvm={vg}+{self.topo.variants[0].legs[0].lv} "
+                         "snaplayers-amgtar-no-room")
             # errors found only inside the snapshot: a key that does not open it, a guest LV
             # that is not there
             for v in self.topo.variants:

@@ -46,7 +46,7 @@ HAND = [
     ["lvs", "--config", 'global/thin_check_executable="/var/lib/amanda/x"', "{vg}/vol00"],
     ["lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o", "lv_name", "{vg}/vol00"],
     ["lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o",
-     "lv_name,lv_attr,origin,segtype,data_percent,pool_lv", "{vg}/vol00", "--config", "x"],
+     "lv_name,lv_attr,origin,segtype,data_percent,pool_lv,lv_size,vg_free,vg_extent_size", "{vg}/vol00", "--config", "x"],
     ["lvchange", "--activate", "y", "{vg}/vol00"],
     ["lvchange", "--config", 'global/thin_check_executable="/var/lib/amanda/x"', "--activate", "y",
      "snaplayers_" + ID + "/root"],
@@ -179,7 +179,7 @@ HAND = [
     ["lvcreate", "--snapshot", "--name", "x.amsnap", "--size", "0", "{vg}/vol00"],
     ["lvcreate", "--snapshot", "--name", "x.amsnap", "--extents", "999%ORIGIN", "{vg}/vol00"],
     ["lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o",
-     "lv_name,lv_attr,origin,segtype,data_percent,pool_lv", "../.."],
+     "lv_name,lv_attr,origin,segtype,data_percent,pool_lv,lv_size,vg_free,vg_extent_size", "../.."],
     ["lvremove", "--yes", "../..amsnap"],
     # whitespace, unicode and case around a name; one layer's names in another's place
     ["lvremove", "--yes", "{vg}/vol00.amsnap\n"], ["lvremove", "--yes", "{vg}/vol00.amsnap "],
@@ -218,7 +218,7 @@ def mutations(forms):
 # The plugin's own forms, one of each kind, in the fixture's names (made hostile above).
 OWN = [
     ["lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o",
-     "lv_name,lv_attr,origin,segtype,data_percent,pool_lv", "{vg}/vol00"],
+     "lv_name,lv_attr,origin,segtype,data_percent,pool_lv,lv_size,vg_free,vg_extent_size", "{vg}/vol00"],
     ["lvcreate", "--snapshot", "--name", "vol00.amsnap", "--extents", "20%ORIGIN", "{vg}/vol00"],
     ["lvremove", "--yes", "{vg}/vol00.amsnap"],
     ["mdadm", "--examine", "--export", SNAP],

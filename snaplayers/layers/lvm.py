@@ -9,13 +9,16 @@ from ..device import LV_RESERVED, LV_RESERVED_PREFIX, dm_name
 from ..errors import SnapshotInvalid
 from . import Layer, parse_nameprefixes
 
-FIELDS = "lv_name,lv_attr,origin,segtype,data_percent,pool_lv"
+# the VG's free space and extent size come with the LV: room for the snapshot, in one call
+FIELDS = "lv_name,lv_attr,origin,segtype,data_percent,pool_lv,lv_size,vg_free,vg_extent_size"
 log = debug_log.get("snaplayers.lvm")
 # lv_attr[0] types that are not an ordinary origin: snapshots, pools, pool/raid metadata,
 # pvmove, mirror/raid images and logs, virtual origins.
 _NOT_AN_ORIGIN = set("sStdepIilv")
 # lv_attr[8], health, of a thin LV or pool that no longer reads as it was written
 THIN_FAILED = set("FMX")
+# LVM's size units: powers of 1024 whatever the case; s is a 512-byte sector
+UNITS = {"b": 1, "s": 512, **{u: 1024 ** (i + 1) for i, u in enumerate("kmgtpe")}}
 THIN_HEALTH = "F failed, M metadata read-only, X unknown"
 
 
@@ -72,9 +75,29 @@ class LvSnapshot(Layer):
             raise self.fail(f"{where} is not an origin volume (lv_attr {attr}, "
                             f"origin {origin.get('origin') or '-'}); snapshots are not snapshotted")
         self.rec["thin"] = origin.get("segtype") == "thin"
+        if not self.rec["thin"]:        # a thin snapshot takes its room from the pool, later
+            self._check_room(origin)
         if self.lvs(self.rec["snapshot"]) is not None:
             raise self.fail(f"{self.rec['vg']}/{self.rec['snapshot']} already exists and is not "
                             "recorded by snaplayers; remove it by hand after checking what it is")
+
+    def _check_room(self, origin):
+        """One line, before anything is made, when the VG cannot hold the snapshot at its size."""
+        try:
+            free, extent, lv_size = (int(origin[k].rstrip("B")) for k in ("vg_free", "vg_extent_size", "lv_size"))
+        except (KeyError, ValueError):
+            return                      # not reported: lvcreate says it, if so
+        size = self.rec["size"]
+        if size.endswith("%ORIGIN"):
+            need = lv_size * float(size[:-len("%ORIGIN")]) / 100
+        else:
+            unit = size[-1:].lower() if size[-1:].isalpha() else "m"     # LVM's default unit
+            need = float(size.rstrip("bBsSkKmMgGtTpPeE")) * UNITS[unit]
+        need = -(-int(need) // extent) * extent     # whole extents, rounded up
+        if need > free:
+            raise self.fail(f"volume group {self.rec['vg']} has {mib(free)} free; the snapshot of "
+                            f"{self.rec['origin']} at size {size} needs {mib(need)}: free space "
+                            "in the VG or lower the size property")
 
     def _setup(self):
         argv = ["lvcreate", "--snapshot", "--name", self.rec["snapshot"]]
@@ -142,3 +165,7 @@ class LvSnapshot(Layer):
         if pool.get("lv_attr", "")[8:9] == "D":
             log.info("thin pool %s/%s is out of data space: the VM's writes fail, the snapshot "
                      "is whole", self.rec["vg"], pool_name)
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from testbed.amanda import BROKEN, CLIENT, ok_dumps
+from testbed.amanda import BROKEN, CLIENT, NO_ROOM, ok_dumps
 from testbed.topology import WRONG_KEY
 from testbed.backup import dump_while_writing, table, verify
 
@@ -30,13 +30,16 @@ def test_amcheck_reports_each_broken_dle_clearly_and_fails(amanda):
                 # found only inside the snapshot: a key that does not open it, a guest LV
                 f"luks={WRONG_KEY}: key file /etc/snaplayers/keys/{WRONG_KEY}.key does not open",
                 f"vg={guest_vg}+nosuch: volume group {guest_vg} in the snapshot has no LV nosuch "
-                "(it has: root)"]
+                "(it has: root)",
+                # found before anything is made: no room in the VG for the snapshot's size
+                f": volume group {vg} has ",
+                f"at size {NO_ROOM} needs 65536.0 MiB: free space in the VG or lower the size property"]
     for message in expected:
         assert any(message in ln for ln in errors), f"{message!r} not in:\n{out}"
     # the good DLE beside them was set up and torn down without complaint: every script
     # error is about a broken DLE (its message, or Amanda's pointer to that call's debug log)
     others = [ln for ln in out.splitlines() if "Script" in ln and "nosuch" not in ln
-              and WRONG_KEY not in ln and "exited with status" not in ln]
+              and WRONG_KEY not in ln and "exited with status" not in ln and f"size {NO_ROOM}" not in ln]
     assert not others, out
 
 

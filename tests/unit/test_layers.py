@@ -7,7 +7,7 @@ from conftest import node as ids
 from snaplayers.layers.raid1 import DegradedRaid1
 
 LVS = ["lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o",
-       "lv_name,lv_attr,origin,segtype,data_percent,pool_lv"]
+       "lv_name,lv_attr,origin,segtype,data_percent,pool_lv,lv_size,vg_free,vg_extent_size"]
 UUID = "0a0a0a0a:1b1b1b1b:2c2c2c2c:3d3d3d3d"
 
 
@@ -311,3 +311,29 @@ def test_btrfs_is_not_mounted(world, spec):
         world.stack().setup(spec("lvm=data0+vol02"))
     assert not any(a[0] == "mount" for a in world.commands())
     assert world.kernel_objects() == {"lvs": [], "arrays": {}, "mappings": {}, "mounts": [], "dirs": []}
+
+
+@pytest.mark.parametrize("size,free,fits", [
+    ("20%ORIGIN", 204 * 2**20, False),          # 204.8 MiB: 52 extents of 4 MiB
+    ("20%ORIGIN", 208 * 2**20, True),
+    ("1.5G", 1536 * 2**20 - 1, False), ("1.5G", 1536 * 2**20, True),
+    ("300", 296 * 2**20, False),                # LVM's default unit, MiB: 75 extents
+    ("4096k", 4 * 2**20, True), ("8193s", 4 * 2**20, False),
+])
+def test_no_room_in_the_vg_is_one_line_before_anything_is_made(tmp_path, spec, size, free, fits):
+    from conftest import World
+    from snaplayers.errors import LayerError
+    world = World(tmp_path, size=size)
+    world.system.add_lv("data0", "vol02")
+    world.system.lvs["data0/vol02"]["vg_free"] = f"{free}B"
+    stack = world.stack("vol02")
+    if fits:
+        stack.setup(spec("lvm=data0+vol02"))
+        assert ["lvcreate"] == [c[0] for c in world.commands() if c[0] == "lvcreate"]
+        return
+    with pytest.raises(LayerError, match=rf"^lvm=data0\+vol02: volume group data0 has {free / 2**20:.1f} MiB "
+                                         rf"free; the snapshot of vol02 at size {size} needs \d+\.\d MiB: "):
+        stack.setup(spec("lvm=data0+vol02"))
+    assert world.commands() == [LVS + ["data0/vol02"]]
+    assert world.kernel_objects() == {"lvs": [], "arrays": {}, "mappings": {}, "mounts": [], "dirs": []}
+    assert stack.journal.load() is None

@@ -222,7 +222,7 @@ def test_one_helper_serves_a_whole_call_and_checks_every_argv_it_is_sent(tmp_pat
     runner = run.Runner(sudo="yes")
     runner.helper = str(path)
     lvs = ["lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o",
-           "lv_name,lv_attr,origin,segtype,data_percent,pool_lv", "data0/vol00"]
+           "lv_name,lv_attr,origin,segtype,data_percent,pool_lv,lv_size,vg_free,vg_extent_size", "data0/vol00"]
     assert runner.run(lvs).stdout == " ".join(lvs[1:]) + "\n"
     assert runner.run(lvs, accept=(0, 5)).returncode == 0          # the same helper again
     served = runner._served

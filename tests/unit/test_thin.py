@@ -9,7 +9,7 @@ import pytest
 from snaplayers.errors import SnapshotInvalid
 
 LVS = ["lvs", "--noheadings", "--nameprefixes", "--units", "b", "-o",
-       "lv_name,lv_attr,origin,segtype,data_percent,pool_lv"]
+       "lv_name,lv_attr,origin,segtype,data_percent,pool_lv,lv_size,vg_free,vg_extent_size"]
 EMPTY = {"lvs": [], "arrays": {}, "mappings": {}, "mounts": [], "dirs": []}
 
 
