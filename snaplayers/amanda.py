@@ -64,8 +64,9 @@ def manual():
             ("support", "prints the capabilities Amanda asks for before each call"),
             (", ".join(SETUP), "set the stack up; the ESTIMATE and BACKUP calls print "
                                "'PROPERTY directory <mount point>'"),
-            (", ".join(TEARDOWN), "tear it down; a snapshot that overflowed fails the call, and "
-                                  "so the dump"),
+            (", ".join(TEARDOWN), "tear it down; a snapshot that overflowed or a mount that "
+                                  "vanished fails the call, and so the dump, as does a "
+                                  "POST-DLE-BACKUP that finds no stack of its DLE up"),
             (", ".join(NOOP), "no-ops, for a wider execute-on")]),
         ("Options", "", [
             "Amanda passes --execute-where client, --config, --host, --disk, --device "
@@ -149,23 +150,26 @@ def _call(argv) -> int:
     settings = settings_from(call.properties)
     spec = parse(call.device, settings.mount_base)
     settings.check_device(spec)
-    _root_only(settings.state_dir)
+    _root_only(settings)
     # Input is valid from here on: only now is anything written (the log, the journal).
     return _run(call, settings, spec)
 
 
-def _root_only(state_dir: str) -> None:
-    """Run as root, the plugin writes its journal and locks with root's rights: not in a
-    directory the Amanda user (or anyone) can plant symlinks in."""
+def _root_only(settings) -> None:
+    """Run as root, the plugin writes its journal, locks and debug log with root's rights: not
+    in a directory the Amanda user (or anyone) can plant symlinks in."""
     import os
 
     from .errors import BadInput
     from .journal import not_roots_alone
-    problem = not_roots_alone(state_dir) if os.geteuid() == 0 else None
-    if problem:
-        raise BadInput(f"state-dir {state_dir} is not root's alone ({problem}): run as root, "
-                       "snaplayers would follow whatever its owner put there; run it as the "
-                       "Amanda user, or give root a state-dir of its own")
+    if os.geteuid() != 0:
+        return
+    for prop, path in (("state-dir", settings.state_dir), ("log-dir", settings.log_dir)):
+        problem = not_roots_alone(path)
+        if problem:
+            raise BadInput(f"{prop} {path} is not root's alone ({problem}): run as root, "
+                           "snaplayers would follow whatever its owner put there; run it as the "
+                           f"Amanda user, or give root a {prop} of its own")
 
 
 def environment(settings):

@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "cleanup":
             s.add_argument("--disk", help="only this DLE's stack")
             s.add_argument("--force", action="store_true",
-                           help="also a stack whose Amanda process still runs (its dump then "
-                                "reads nothing)")
+                           help="also a stack whose Amanda process still runs (that dump "
+                                "then fails at its POST-DLE-BACKUP)")
         else:
             s.add_argument("--json", action="store_true",
                            help="one JSON object: the forms of every name snaplayers makes, and "

@@ -16,10 +16,10 @@ log = debug_log.get("snaplayers.lvm")
 # pvmove, mirror/raid images and logs, virtual origins.
 _NOT_AN_ORIGIN = set("sStdepIilv")
 # lv_attr[8], health, of a thin LV or pool that no longer reads as it was written
-THIN_FAILED = set("FMX")
+THIN_FAILED = set("FMXp")
 # LVM's size units: powers of 1024 whatever the case; s is a 512-byte sector
 UNITS = {"b": 1, "s": 512, **{u: 1024 ** (i + 1) for i, u in enumerate("kmgtpe")}}
-THIN_HEALTH = "F failed, M metadata read-only, X unknown"
+THIN_HEALTH = "F failed, M metadata read-only, X unknown, p a PV missing"
 
 
 class LvSnapshot(Layer):
@@ -149,7 +149,8 @@ class LvSnapshot(Layer):
         """A thin snapshot has no copy-on-write area to overflow: its Data% is its share of the
         pool, 100 when the origin was written whole (its normal state). Its blocks are never
         overwritten, so a pool out of data space leaves it whole; a pool that failed or went
-        read-only on full metadata (lv_attr health F, M; X: LVM cannot tell) does not."""
+        read-only on full metadata, or lost a PV (lv_attr health F, M, p; X: LVM cannot tell)
+        does not."""
         pool_name = snap.get("pool_lv", "")
         pool = self.lvs(pool_name) if pool_name else None
         if pool is None or pool.get("segtype") != "thin-pool":

@@ -13,7 +13,7 @@ from typing import Callable, Dict, Optional, Tuple, Union
 from ..config import Config
 from ..run import TestbedError
 
-FEATURES = ("loop", "dm", "dm_snapshot", "md_raid1", "lio", "lio_iscsi", "iscsi_tcp")
+FEATURES = ("loop", "dm", "dm_snapshot", "dm_thin_pool", "md_raid1", "lio", "lio_iscsi", "iscsi_tcp")
 
 Probe = Union[None, str, Dict[str, bool]]   # no engine / why the probe failed / feature table
 

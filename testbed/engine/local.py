@@ -13,13 +13,14 @@ PROBE_IMAGE = "sltb-probe:busybox"
 
 # Loads (from the engine host's /lib/modules) and then looks: `feature yes|no` lines.
 PROBE_SCRIPT = r"""
-for m in loop dm_mod dm_snapshot md_mod raid1 target_core_mod target_core_iblock iscsi_target_mod iscsi_tcp; do
+for m in loop dm_mod dm_snapshot dm_thin_pool md_mod raid1 target_core_mod target_core_iblock iscsi_target_mod iscsi_tcp; do
   modprobe $m 2>/dev/null
 done
 has() { if [ -e "$2" ]; then echo "$1 yes"; else echo "$1 no"; fi; }
 grep -qw device-mapper /proc/misc && echo "dm yes" || echo "dm no"
 has loop /sys/module/loop
 has dm_snapshot /sys/module/dm_snapshot
+has dm_thin_pool /sys/module/dm_thin_pool
 grep -q raid1 /proc/mdstat 2>/dev/null && echo "md_raid1 yes" || has md_raid1 /sys/module/raid1
 has lio /sys/module/target_core_mod
 has lio_iscsi /sys/module/iscsi_target_mod

@@ -15,13 +15,14 @@ pytestmark = pytest.mark.integration
 PLUGIN = "/usr/lib/amanda/application/script-snaplayers"
 # root's journals and locks: the plugin refuses, as root, the Amanda user's state dir
 ROOT_STATE = "/run/tb-snaplayers-root"
+ROOT_LOG = "/run/tb-snaplayers-root-log"
 
 
 def plugin(testbed, command, variant, *extra):
     return testbed.run("storage0", [PLUGIN, command, "--execute-where", "client", "--config", "TB",
                                     "--host", "storage0", "--disk", variant,
                                     "--device", testbed.device(variant), "--mount-base", MOUNT_BASE,
-                                    "--state-dir", ROOT_STATE, *extra])
+                                    "--state-dir", ROOT_STATE, "--log-dir", ROOT_LOG, *extra])
 
 
 def nothing_left_of_root(testbed):
@@ -50,7 +51,7 @@ def test_a_missing_lv_is_one_line_and_nothing_is_created(testbed):
     vg = testbed.topo.vg("storage0")
     code, out, err = testbed.run("storage0", [PLUGIN, "PRE-DLE-BACKUP", "--execute-where", "client",
                                               "--disk", "nosuch", "--device", f"{MOUNT_BASE}/lvm={vg}+nosuch",
-                                              "--mount-base", MOUNT_BASE, "--state-dir", ROOT_STATE])
+                                              "--mount-base", MOUNT_BASE, "--state-dir", ROOT_STATE, "--log-dir", ROOT_LOG])
     assert code != 0 and out == ""
     assert err.count("\n") == 1 and f"{vg}/nosuch does not exist" in err
     assert_nothing_left(testbed, "lv-ext4")
@@ -129,7 +130,7 @@ def test_what_is_wrong_inside_the_snapshot_is_one_line_and_unwound(testbed, vari
     device = testbed.device(variant).replace(*replace)
     code, out, err = testbed.run("storage0", [PLUGIN, "PRE-DLE-AMCHECK", "--execute-where", "client",
                                               "--disk", "broken", "--device", device,
-                                              "--mount-base", MOUNT_BASE, "--state-dir", ROOT_STATE])
+                                              "--mount-base", MOUNT_BASE, "--state-dir", ROOT_STATE, "--log-dir", ROOT_LOG])
     assert code != 0 and out == ""
     assert err.count("\n") == 1 and message in err, err
     nothing_left_of_root(testbed)

@@ -40,6 +40,10 @@ def test_a_thin_lv_written_whole_is_at_data_100_and_its_snapshot_is_a_good_dump(
 
 
 def test_a_pool_out_of_data_space_leaves_the_thin_snapshot_whole_and_the_dump_good(testbed):
+    """What real LVM shows when the pool fills under a live snapshot (health D, Data% 100), and
+    that the snapshot then still reads as taken, so the plugin's check passes it. (The old check
+    passed it too, the snapshot's own Data% being low: this proves the new check on that state;
+    the Data% 100 case above is the one the old check failed.)"""
     vg = testbed.topo.vg("storage0")
     pool, origin, mnt = f"{vg}/tbfullpool", f"{vg}/tbfull", "/tmp/tbfull"
     device = f"{MOUNT_BASE}/lvm={vg}+tbfull"

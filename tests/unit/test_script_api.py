@@ -355,6 +355,22 @@ def test_as_root_a_state_dir_another_user_can_write_is_refused_before_anything(p
         where.chmod(0o700)
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and err.startswith("snaplayers: state-dir ")
-    assert "not root's alone" in err and f"{where} is writable by group or others" in err, err
+    # as root: the mode is what is wrong; as another user, the owner already
+    assert "not root's alone" in err and (f"{where} is writable by group or others" in err
+                                          or f"{where} is owned by uid" in err), err
     assert plugin.runner.executed == [] and not plugin.logs.exists()
     assert (list(plugin.state.iterdir()) == []) if made else not plugin.state.exists()
+
+
+def test_as_root_a_log_dir_another_user_can_write_is_refused_before_anything(plugin, capsys, monkeypatch):
+    """The debug log is opened for appending: through a planted symlink, root would write anywhere."""
+    plugin.logs.mkdir()
+    plugin.logs.chmod(0o777)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    try:
+        assert plugin(*dle("PRE-DLE-BACKUP")) == 2
+    finally:
+        plugin.logs.chmod(0o700)
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith(f"snaplayers: log-dir {plugin.logs} is not root's alone")
+    assert plugin.runner.executed == [] and list(plugin.logs.iterdir()) == [] and not plugin.state.exists()
