@@ -17,8 +17,7 @@ log = debug_log.get("snaplayers.lvm")
 _NOT_AN_ORIGIN = set("sStdepIilv")
 # lv_attr[8], health, of a thin LV or pool that no longer reads as it was written
 THIN_FAILED = set("FMXp")
-# LVM's size units: powers of 1024 whatever the case; s is a 512-byte sector
-UNITS = {"b": 1, "s": 512, **{u: 1024 ** (i + 1) for i, u in enumerate("kmgtpe")}}
+
 THIN_HEALTH = "F failed, M metadata read-only, X unknown, p a PV missing"
 
 
@@ -83,21 +82,16 @@ class LvSnapshot(Layer):
 
     def _check_room(self, origin):
         """One line, before anything is made, when the VG cannot hold the snapshot at its size."""
+        from ..capacity import mib, snapshot_bytes
         try:
             free, extent, lv_size = (int(origin[k].rstrip("B")) for k in ("vg_free", "vg_extent_size", "lv_size"))
         except (KeyError, ValueError):
             return                      # not reported: lvcreate says it, if so
-        size = self.rec["size"]
-        if size.endswith("%ORIGIN"):
-            need = lv_size * float(size[:-len("%ORIGIN")]) / 100
-        else:
-            unit = size[-1:].lower() if size[-1:].isalpha() else "m"     # LVM's default unit
-            need = float(size.rstrip("bBsSkKmMgGtTpPeE")) * UNITS[unit]
-        need = -(-int(need) // extent) * extent     # whole extents, rounded up
+        need = snapshot_bytes(self.rec["size"], lv_size, extent)
         if need > free:
             raise self.fail(f"volume group {self.rec['vg']} has {mib(free)} free; the snapshot of "
-                            f"{self.rec['origin']} at size {size} needs {mib(need)}: free space "
-                            "in the VG or lower the size property")
+                            f"{self.rec['origin']} at size {self.rec['size']} needs {mib(need)}: "
+                            "free space in the VG or lower the size property")
 
     def _setup(self):
         argv = ["lvcreate", "--snapshot", "--name", self.rec["snapshot"]]
@@ -166,7 +160,3 @@ class LvSnapshot(Layer):
         if pool.get("lv_attr", "")[8:9] == "D":
             log.info("thin pool %s/%s is out of data space: the VM's writes fail, the snapshot "
                      "is whole", self.rec["vg"], pool_name)
-
-
-def mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
