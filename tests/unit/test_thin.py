@@ -1,5 +1,5 @@
 """Thin origins: the snapshot's checks follow what real LVM reports for thin LVs (measured on
-the testbed, tests/integration/test_thin.py): Data% 100 is a thin LV's normal state once its
+the testbed, tests/integration/test_thin_on_the_fixture.py): Data% 100 is a thin LV's normal state once its
 origin was written whole; only a failed pool means the snapshot may not read as it was taken."""
 
 import logging
