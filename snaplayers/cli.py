@@ -1,4 +1,4 @@
-"""snaplayers: operator commands (plan, status, cleanup, capacity, install, sudoers, policy)."""
+"""snaplayers: operator commands (plan, status, cleanup, install, sudoers, policy)."""
 
 from __future__ import annotations
 
@@ -80,16 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
                           f"{run.HELPERS[-1]})")
     ins.add_argument("--sudoers", default=None, help="the sudoers drop-in to write")
 
-    cap = sub.add_parser("capacity", help="would each VG hold the snapshots of MAXDUMPS DLEs at "
-                                          "once? (exit 1 if not)")
-    cap.add_argument("--disklist", help="an Amanda disklist: its snaplayers device fields")
-    cap.add_argument("--device", action="append", default=[], help="a device field (repeatable)")
-    cap.add_argument("--maxdumps", type=int, default=1,
-                     help="Amanda's maxdumps for this client: DLEs dumped at once")
-    cap.add_argument("--size", default=None, help="the size property (default 20%%ORIGIN)")
-    cap.add_argument("--sudo", default="auto", choices=("auto", "yes", "no"),
-                     help="auto: through sudo and the helper unless root")
-
     su = sub.add_parser("sudoers", help="print the sudoers line `install` writes")
     su.add_argument("--user", required=True, help="the Amanda user")
     su.add_argument("--helper", default=None, help="the helper's path (default: where it is)")
@@ -130,34 +120,6 @@ def cmd_plan(args) -> int:
     for line in teardown:
         print(line)
     return 0
-
-
-def cmd_capacity(args) -> int:
-    from .capacity import devices_of, origins_of, survey, verdict
-    from .device import parse
-    from .props import DEFAULT_SIZE, Settings
-    from .run import Runner
-    devices = list(args.device)
-    if args.disklist:
-        try:
-            with open(args.disklist) as f:
-                devices += devices_of(f.read())
-        except OSError as err:
-            raise BadInput(f"--disklist {args.disklist}: {err.strerror}") from None
-    if not devices:
-        raise BadInput("no snaplayers device field given (--disklist or --device)")
-    origins = origins_of(devices)
-    size = args.size or DEFAULT_SIZE
-    Settings(mount_base=parse(devices[0]).mount_base, size=size)   # refuses a size LVM would not take
-    if args.maxdumps < 1:
-        raise BadInput(f"--maxdumps {args.maxdumps}: at least 1")
-    runner = Runner(args.sudo)
-    try:
-        lines, ok = verdict(survey(runner, origins, size), args.maxdumps, size)
-    finally:
-        runner.close()
-    print("\n".join(lines))
-    return 0 if ok else 1
 
 
 def _journals(args):
@@ -397,5 +359,5 @@ def _compile_for_zipimport(tree: str) -> None:
                                    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
 
 
-COMMANDS = {"plan": cmd_plan, "status": cmd_status, "cleanup": cmd_cleanup, "capacity": cmd_capacity,
+COMMANDS = {"plan": cmd_plan, "status": cmd_status, "cleanup": cmd_cleanup,
             "sudoers": cmd_sudoers, "policy": cmd_policy, "install": cmd_install}
