@@ -135,7 +135,7 @@ class Testbed:
                 "prefix": self.prefix, "targets": targets, "keys": keys,
                 "variants": [{"name": v.name, "legs": [(leg.host, leg.lv) for leg in v.legs],
                               "partition": v.partition, "fs": v.fs, "files": v.files,
-                              "luks": v.luks, "vg": v.guest_vg,
+                              "luks": v.luks, "vg": v.guest_vg, "thin": any(leg.thin for leg in v.legs),
                               "mount": self.mountpoint(v.name), "manifest": self.manifest_path(v.name)}
                              for v in self.topo.variants]})
 
