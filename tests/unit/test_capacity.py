@@ -2,7 +2,7 @@
 
 import pytest
 
-from snaplayers.capacity import snapshot_bytes
+from snaplayers.layers.lvm import snapshot_bytes
 
 MiB, GiB, EXTENT = 2**20, 2**30, 4 * 2**20
 
