@@ -100,7 +100,9 @@ def clean(prefixes):
         for md in md_arrays(prefixes):
             sh("mdadm", "--stop", f"/dev/{md}", check=False)
         for name in dm_devices(prefixes):
-            sh("dmsetup", "remove", "--retry", name, check=False)
+            # no --retry: the storage hosts' LVs are busy under LIO until it goes below, and
+            # each retried for seconds (a testbed's destroy took 170 s)
+            sh("dmsetup", "remove", name, check=False)
     for sid, _ in sessions(prefixes):
         sh("iscsiadm", "-m", "session", "-r", sid, "-u", check=False)
     if lio(prefixes):

@@ -124,6 +124,35 @@ def test_a_script_runs_with_the_prelude_as_a_node_runs_it(tmp_path):
     assert proc.stdout.strip() == '{"ok": true, "records": 0, "torn_bytes": 0, "why": ""}'
 
 
+def test_what_was_restored_is_read_for_every_dle_in_one_call(tmp_path):
+    """verify()'s one server call: each tree's manifest (the live log left out) and its log's
+    check; and its one guest call, reading every manifest."""
+    import json
+    good, torn = tmp_path / "good", tmp_path / "torn"
+    for tree, log in ((good, b"".join(record_of(i) for i in range(3))), (torn, record_of(0) + b"garbage")):
+        (tree / "data").mkdir(parents=True)
+        (tree / "data" / "f").write_bytes(b"x")
+        (tree / "live").mkdir()
+        (tree / "live" / "log").write_bytes(log)
+    (tmp_path / "none" / "data").mkdir(parents=True)
+    trees = {"a": str(good), "b": str(torn), "c": str(tmp_path / "none")}
+    proc = in_node(script("guest.py"), "restored", json.dumps({"trees": trees}))
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["c"] == {"manifest": "\n", "ok": False, "records": 0, "why": "no live log"}
+    sha = "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
+    assert seen["a"] == {"manifest": f"{sha}  data/f\n", "ok": True, "records": 3, "torn_bytes": 0, "why": ""}
+    assert (seen["b"]["ok"], seen["b"]["records"], seen["b"]["why"]) == (False, 1, "garbage after the last record")
+    (tmp_path / "m").write_text("manifest text\n")
+    proc = in_node(script("guest.py"), "read", json.dumps({"paths": {"a": str(tmp_path / "m")}}))
+    assert json.loads(proc.stdout) == {"a": "manifest text\n"}
+
+
+def record_of(seq):
+    import hashlib
+    return f"{seq:016d} {hashlib.sha256(str(seq).encode()).hexdigest()[:40]}\n".encode()
+
+
 # -- the docker SDK's errors ------------------------------------------------------------------
 class Images:
     def __init__(self, error=None):
