@@ -396,16 +396,16 @@ class Amanda:
 
     def fetch_each(self, dumps: Dict[str, List["Dump"]], base: str, config: str = CONFIG) -> Dict[str, str]:
         """Every dump listed, per disk, restored by one amfetchdump (each call costs seconds
-        under TCG) and extracted level by level into base/<disk>/tree; returns those trees."""
+        under TCG) and extracted in the order listed into base/<disk>/tree; returns those trees."""
         with self.tb.steps.step(f"amfetchdump {config} ({len(dumps)} DLEs at once)"):
-            try:
-                return self._fetch_each(dumps, base, config)
-            except CommandFailed as err:    # as in fetch(): Amanda's own assertion, once more
-                if "xfer-source-recovery.c" not in str(err):
-                    raise
-                self.tb.steps.say(f"amfetchdump {config}: aborted on Amanda's own assertion; once more")
-                self.fetch_retries += 1
-                return self._fetch_each(dumps, base, config)
+            for attempt in range(3):    # one call for all dumps: twice more, not once per DLE
+                try:
+                    return self._fetch_each(dumps, base, config)
+                except CommandFailed as err:    # as in fetch(): Amanda's own assertion
+                    if "xfer-source-recovery.c" not in str(err) or attempt == 2:
+                        raise
+                    self.tb.steps.say(f"amfetchdump {config}: aborted on Amanda's own assertion; once more")
+                    self.fetch_retries += 1
 
     def _fetch_each(self, dumps: Dict[str, List["Dump"]], base: str, config: str) -> Dict[str, str]:
         files = f"{base}/files"
@@ -419,9 +419,9 @@ class Amanda:
         for disk in dumps:
             trees[disk] = f"{base}/{disk}/tree"
             extract.append(f"mkdir -p {trees[disk]}")
-            # amfetchdump names each file host.disk.datestamp.level; level 0 first, then in turn
-            # (--listed-incremental=/dev/null: each level's additions and deletions applied)
-            for d in sorted(dumps[disk], key=lambda d: (d.level, d.date)):
+            # amfetchdump names each file host.disk.datestamp.level (--listed-incremental=/dev/null:
+            # each one's additions and deletions applied in turn)
+            for d in dumps[disk]:
                 name = f"{self.client_host}.{disk}.{re.sub(r'[^0-9]', '', d.date)}.{d.level}"
                 extract.append(f"tar --extract --listed-incremental=/dev/null --file {files}/{name} -C {trees[disk]}")
         self.tb.exec(SERVER, ["sh", "-c", "set -e; " + "; ".join(extract)])

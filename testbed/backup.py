@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List
 
-from .amanda import SERVER, Amanda
+from .amanda import SERVER, Amanda, Dump
 from .run import TestbedError
 
 
@@ -81,10 +81,13 @@ def verify(am: Amanda, how: str = "amfetchdump", only=None) -> List[DleResult]:
     good = [d for d in am.dumps() if d.status.split() and d.status.split()[-1] == "OK"]
     names = [v.name for v in tb.topo.variants if not only or v.name in only]
     results = {n: DleResult(n, sorted(d.level for d in good if d.disk == n)) for n in names}
-    dumped = {n: [d for d in good if d.disk == n] for n in names if results[n].levels}
+    dumped = {n: chain([d for d in good if d.disk == n]) for n in names if results[n].levels}
     for n in names:
         if not results[n].levels:
             results[n].why = "no OK dump"
+        elif not dumped[n]:
+            results[n].why = "no OK level 0 to restore from"
+            del dumped[n]
     if how == "amfetchdump":
         trees = am.fetch_each(dumped, f"/srv/restore/{how}") if dumped else {}
     else:
@@ -105,6 +108,14 @@ def verify(am: Amanda, how: str = "amfetchdump", only=None) -> List[DleResult]:
         if not r.log_ok:
             r.why += f" live log: {seen[n]['why']}"
     return [results[n] for n in names]
+
+
+def chain(dumps: List[Dump]) -> List[Dump]:
+    """What restores a DLE as its last dump saw it: its last level 0 and each dump after it,
+    oldest first (an older level 1 applied after a newer level 0 would roll files back)."""
+    dumps = sorted(dumps, key=lambda d: (d.date, d.level))
+    fulls = [i for i, d in enumerate(dumps) if d.level == 0]
+    return dumps[fulls[-1]:] if fulls else []
 
 
 def table(results: List[DleResult]) -> str:

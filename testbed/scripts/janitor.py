@@ -114,9 +114,11 @@ def clean(prefixes):
             if ours(so.name, prefixes):
                 so.delete()
     for _ in range(6):      # snapshots before origins: repeat until nothing more goes
-        left = dm_devices(prefixes)
-        if not left:
+        left, arrays = dm_devices(prefixes), md_arrays(prefixes)
+        if not left and not arrays:
             break
+        for md in arrays:   # an array whose dm user went only now, with --retry
+            sh("mdadm", "--stop", f"/dev/{md}", check=False)
         for name in left:
             sh("dmsetup", "remove", "--retry", name, check=False)
     for loop in loops(prefixes):

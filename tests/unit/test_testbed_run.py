@@ -205,3 +205,16 @@ def test_the_command_line_says_an_engine_error_and_exits_1(monkeypatch, capsys):
     assert cli.main(["images"]) == 1
     assert capsys.readouterr().err.strip().endswith(
         "testbed: the Docker engine: Error while fetching server API version: refused")
+
+
+# -- what verify() restores ---------------------------------------------------------------------
+def test_a_dle_is_restored_from_its_last_level_0_and_what_came_after_it_in_order():
+    from testbed.amanda import Dump
+    from testbed.backup import chain
+
+    def dump(date, level):
+        return Dump("h", "d", level, "OK", f"2026-12-0{date} 10:00:00")
+    dumps = [dump(4, 1), dump(1, 0), dump(3, 0), dump(2, 1), dump(5, 1)]
+    assert [(d.date[9], d.level) for d in chain(dumps)] == [("3", 0), ("4", 1), ("5", 1)]
+    assert chain([dump(1, 0), dump(2, 0)]) == [dump(2, 0)]     # a full dump promoted: the newer
+    assert chain([dump(2, 1)]) == []                           # nothing to start from
