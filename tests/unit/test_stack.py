@@ -136,6 +136,36 @@ def test_stale_stack_is_torn_down_before_a_new_set_up(world, spec):
     assert len(world.kernel_objects()["mounts"]) == 1
 
 
+# each set-up command that makes something, as the fixture's SIGKILL test plans them: on real
+# devices it kills after the first, the md assembly and the last; here after every one
+MAKERS = [("lvcreate",), ("mdadm", "--assemble"), ("dmsetup", "create"), ("mkdir",), ("mount",)]
+
+
+@pytest.mark.parametrize("maker", MAKERS, ids=" ".join)
+def test_a_run_killed_right_after_any_command_that_makes_something_is_recovered(world, spec, maker):
+    device = "lvm=data0+vol00,raid1,part=1"
+    stack = world.stack()
+
+    class Killed(BaseException):
+        pass
+
+    def inject(argv):
+        if tuple(argv[:len(maker)]) == maker:
+            world.system.inject = None
+            world.system.answer(argv)       # it is made, then the process dies
+            raise Killed()
+    world.system.inject = inject
+    stack._teardown = lambda *args, **kwargs: None  # SIGKILL: no unwinding happens at all
+    with pytest.raises(Killed):
+        stack.setup(spec(device))
+    assert world.kernel_objects()["lvs"] and world.stack().journal.load()["state"] == "setting-up"
+    world.stack().setup(spec(device))           # at once, not after stale-seconds
+    objs = world.kernel_objects()
+    assert len(objs["arrays"]) == 1 and len(objs["mounts"]) == 1 and objs["lvs"] == ["data0/vol00.amsnap"]
+    assert world.stack().teardown() is True
+    assert not any(world.kernel_objects().values()), world.kernel_objects()
+
+
 def test_half_built_stack_of_a_killed_run_is_recovered_at_once(world, spec):
     stack = world.stack()
 
