@@ -145,6 +145,15 @@ class Dump:
     status: str
     date: str
 
+    @property
+    def ok(self) -> bool:
+        return bool(self.status.split()) and self.status.split()[-1] == "OK"
+
+    @property
+    def datestamp(self) -> str:
+        """amadmin find's date as Amanda's dumpspecs and restored file names have it."""
+        return re.sub(r"[^0-9]", "", self.date)
+
 
 class Amanda:
     def __init__(self, testbed, logs: str = ""):
@@ -367,17 +376,20 @@ class Amanda:
         prints it, or of each date in a list, if given) into dest; extracts them in order."""
         dates = [date] if isinstance(date, str) else date
         with self.tb.steps.step(f"amfetchdump {config} (each DLE)"):
+            return self._retried(f"amfetchdump {config} {disk}", 2, lambda: self._fetch(disk, dest, config, dates))
+
+    def _retried(self, what: str, tries: int, call):
+        """amfetchdump itself aborts, now and then under TCG, on a race of its own
+        (xfer-source-recovery.c: start_part_impl asserts), before it writes a byte: up to
+        `tries` calls; the restore is then compared byte for byte as any other."""
+        for attempt in range(1, tries + 1):
             try:
-                return self._fetch(disk, dest, config, dates)
+                return call()
             except CommandFailed as err:
-                # amfetchdump itself aborts, now and then under TCG, on a race of its own
-                # (xfer-source-recovery.c: start_part_impl asserts), before it writes a byte:
-                # once more; the restore is then compared byte for byte as any other
-                if "xfer-source-recovery.c" not in str(err):
+                if "xfer-source-recovery.c" not in str(err) or attempt == tries:
                     raise
-                self.tb.steps.say(f"amfetchdump {config} {disk}: aborted on Amanda's own assertion; once more")
+                self.tb.steps.say(f"{what}: aborted on Amanda's own assertion; once more")
                 self.fetch_retries += 1
-                return self._fetch(disk, dest, config, dates)
 
     def _fetch(self, disk: str, dest: str, config: str, dates: List[str]) -> List[str]:
         tb = self.tb
@@ -398,19 +410,13 @@ class Amanda:
         """Every dump listed, per disk, restored by one amfetchdump (each call costs seconds
         under TCG) and extracted in the order listed into base/<disk>/tree; returns those trees."""
         with self.tb.steps.step(f"amfetchdump {config} ({len(dumps)} DLEs at once)"):
-            for attempt in range(3):    # one call for all dumps: twice more, not once per DLE
-                try:
-                    return self._fetch_each(dumps, base, config)
-                except CommandFailed as err:    # as in fetch(): Amanda's own assertion
-                    if "xfer-source-recovery.c" not in str(err) or attempt == 2:
-                        raise
-                    self.tb.steps.say(f"amfetchdump {config}: aborted on Amanda's own assertion; once more")
-                    self.fetch_retries += 1
+            # one call for all dumps: three tries, not two per DLE
+            return self._retried(f"amfetchdump {config}", 3, lambda: self._fetch_each(dumps, base, config))
 
     def _fetch_each(self, dumps: Dict[str, List["Dump"]], base: str, config: str) -> Dict[str, str]:
         files = f"{base}/files"
         # host, exact disk, datestamp, level: one dumpspec per dump (amanda-match(7))
-        specs = " ".join(f"{self.client_host} ={d.disk} {re.sub(r'[^0-9]', '', d.date)} {d.level}"
+        specs = " ".join(f"{self.client_host} ={d.disk} {d.datestamp} {d.level}"
                          for disk in dumps for d in dumps[disk])
         self.tb.exec(SERVER, ["sh", "-c", f"rm -rf {base} && mkdir -p {files} "
                                           f"&& chown {self.layout.user}:{self.layout.group} {files}"])
@@ -422,7 +428,7 @@ class Amanda:
             # amfetchdump names each file host.disk.datestamp.level (--listed-incremental=/dev/null:
             # each one's additions and deletions applied in turn)
             for d in dumps[disk]:
-                name = f"{self.client_host}.{disk}.{re.sub(r'[^0-9]', '', d.date)}.{d.level}"
+                name = f"{self.client_host}.{disk}.{d.datestamp}.{d.level}"
                 extract.append(f"tar --extract --listed-incremental=/dev/null --file {files}/{name} -C {trees[disk]}")
         self.tb.exec(SERVER, ["sh", "-c", "set -e; " + "; ".join(extract)])
         return trees
@@ -446,6 +452,6 @@ class Amanda:
 def ok_dumps(dumps: List[Dump]) -> Dict[str, List[int]]:
     out: Dict[str, List[int]] = {}
     for d in dumps:
-        if d.status.split() and d.status.split()[-1] == "OK":
+        if d.ok:
             out.setdefault(d.disk, []).append(d.level)
     return out

@@ -78,7 +78,7 @@ def verify(am: Amanda, how: str = "amfetchdump", only=None) -> List[DleResult]:
     """Restore every DLE (or `only` these) on the server and compare with the guest's
     manifest, byte for byte. A few calls for all DLEs: each costs seconds under TCG."""
     tb = am.tb
-    good = [d for d in am.dumps() if d.status.split() and d.status.split()[-1] == "OK"]
+    good = [d for d in am.dumps() if d.ok]
     names = [v.name for v in tb.topo.variants if not only or v.name in only]
     results = {n: DleResult(n, sorted(d.level for d in good if d.disk == n)) for n in names}
     dumped = {n: chain([d for d in good if d.disk == n]) for n in names if results[n].levels}

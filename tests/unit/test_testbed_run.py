@@ -218,3 +218,27 @@ def test_a_dle_is_restored_from_its_last_level_0_and_what_came_after_it_in_order
     assert [(d.date[9], d.level) for d in chain(dumps)] == [("3", 0), ("4", 1), ("5", 1)]
     assert chain([dump(1, 0), dump(2, 0)]) == [dump(2, 0)]     # a full dump promoted: the newer
     assert chain([dump(2, 1)]) == []                           # nothing to start from
+
+
+def test_amfetchdump_aborting_on_amandas_own_assertion_is_tried_again_and_nothing_else_is():
+    from testbed.amanda import Amanda, Dump
+    from testbed.run import CommandFailed
+
+    class Steps:
+        def say(self, line):
+            pass
+    am = Amanda.__new__(Amanda)
+    am.tb, am.fetch_retries = type("TB", (), {"steps": Steps()})(), 0
+    aborts = iter([CommandFailed(["amfetchdump"], 134, "ERROR:xfer-source-recovery.c:628: assertion", "amanda")] * 2)
+
+    def call():
+        err = next(aborts, None)
+        if err:
+            raise err
+        return "restored"
+    assert am._retried("amfetchdump TB", 3, call) == "restored" and am.fetch_retries == 2
+    with pytest.raises(CommandFailed):      # another failure is no race of Amanda's: at once
+        am._retried("amfetchdump TB", 3, lambda: (_ for _ in ()).throw(CommandFailed(["x"], 1, "no", "amanda")))
+    assert am.fetch_retries == 2
+    d = Dump("h", "d", 1, "1/1 OK", "2026-12-02 14:50:38")
+    assert d.ok and d.datestamp == "20261202145038" and not Dump("h", "d", 0, "FAILED", "").ok
