@@ -3,14 +3,19 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The package's build (`make deb`, and the testbed: its nodes install the plugin from the .deb).
+DEB_BUILD := debhelper dpkg-dev build-essential
 # Debian packages the tests need on the host; installed when missing and running as root.
 # (qemu and friends: the VM engine; sudo: visudo checks the generated sudoers; man-db: the
-# man pages render without warnings.)
+# man pages render without warnings; rpm: the unit tier builds and checks the RPM.)
 HOST_PACKAGES := sudo python3-venv qemu-system-x86 mmdebstrap busybox-static cpio kmod man-db \
-                 openssh-client e2fsprogs xz-utils ca-certificates
+                 openssh-client e2fsprogs xz-utils ca-certificates rpm $(DEB_BUILD)
 PYTEST_ARGS ?=
-# `make deb`'s: the package's build, and lintian to check it.
-DEB_PACKAGES := debhelper dpkg-dev lintian python3
+# `make deb`'s: the build, and lintian to check it.
+DEB_PACKAGES := $(DEB_BUILD) lintian python3
+# `make rpm`'s: the build and its check (cpio unpacks the payload; rpm brings rpm2cpio); its
+# recipe adds python3-pytest where no pytest imports.
+RPM_PACKAGES := rpm cpio python3
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' snaplayers/__init__.py)
 
 # Shell: sets $$missing to those of the Debian packages $(1) not installed.
@@ -25,7 +30,7 @@ INSTALL_MISSING = if [ -n "$$missing" ]; then \
 	  else echo "$@: please install:$$missing (as root: apt-get install$$missing)"; exit 1; fi; \
 	fi
 
-.PHONY: deps venv test unit dist deb bench bench-startup clean testbed testbed-down matrix
+.PHONY: deps venv test unit dist deb rpm bench bench-startup clean testbed testbed-down matrix
 
 # A live testbed and one verified backup; it stays up for exploring (make testbed-down).
 testbed: venv
@@ -79,17 +84,20 @@ dist: venv
 	@echo "dist/script-snaplayers: $$(stat -c %s dist/script-snaplayers) bytes"
 
 # The Debian package and lintian's verdict on it: dist/snaplayers_<version>_all.deb (with its
-# .changes and .buildinfo). Built in a copy of what it is made of, since dpkg-buildpackage
-# writes beside the tree it builds and leaves its work in debian/.
-DEB_TREE := dist/deb/snaplayers-$(VERSION)
+# .changes and .buildinfo), built by debian/build-deb.
 deb:
 	@$(call missing_packages,$(DEB_PACKAGES)); $(INSTALL_MISSING)
-	rm -rf dist/deb && mkdir -p $(DEB_TREE)
-	tar -c --exclude=__pycache__ debian snaplayers README.md | tar -x -C $(DEB_TREE)
-	cd $(DEB_TREE) && dpkg-buildpackage -us -uc -b
-	mv dist/deb/snaplayers_$(VERSION)_* dist/
-	rm -rf dist/deb
+	debian/build-deb dist
 	lintian --fail-on error,warning --display-info dist/snaplayers_$(VERSION)_*.changes
+
+# The RPM in Zmanda's layout: dist/snaplayers-<version>-1.noarch.rpm, built by rpm/build; then its
+# files, dependencies, payload and scriptlets checked by tests/unit/test_rpm.py (a build of its own).
+rpm:
+	@$(call missing_packages,$(RPM_PACKAGES)); \
+	$(PYTHON) -c 'import pytest' 2>/dev/null || missing="$$missing python3-pytest"; \
+	$(INSTALL_MISSING)
+	rpm/build dist
+	PYTHONPATH=$(CURDIR) $(PYTHON) -m pytest -q -p no:cacheprovider tests/unit/test_rpm.py
 
 # Benchmarks: plugin start-up, and testbed timings against their targets (tests/bench/results.json).
 # Every figure of the performance section (about 30 min under TCG); BENCH_COLD=0 skips the cold engine.

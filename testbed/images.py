@@ -53,14 +53,14 @@ def base(client, suite: str, steps: Steps, archive: str) -> str:
 
 
 def _context(tmp: str) -> str:
-    """images/node plus the one-file plugin from this working tree, made as `make dist` makes
-    it; the image installs it with its own `snaplayers install`, as an admin would."""
-    import sys
+    """images/node plus the plugin's Debian package built from this working tree by
+    debian/build-deb, which the image installs with apt, as an admin would."""
     ctx = os.path.join(tmp, "node")
     shutil.copytree(os.path.join(IMAGES, "node"), ctx)
     shutil.copy(os.path.join(IMAGES, "packages"), os.path.join(ctx, "packages"))
-    run([sys.executable, "-c", "import sys; from snaplayers.cli import build_zipapp; "
-         "build_zipapp(sys.argv[1])", os.path.join(ctx, "snaplayers.pyz")], cwd=ROOT)
+    built = os.path.join(tmp, "deb")
+    deb = run([os.path.join(ROOT, "debian", "build-deb"), built], cwd=ROOT).stdout.decode().split()[-1]
+    shutil.move(deb, os.path.join(ctx, "snaplayers.deb"))
     return ctx
 
 
@@ -70,10 +70,11 @@ def _tree_hash(path: str) -> str:
 
 
 def _plugin_hash() -> str:
-    src = os.path.join(ROOT, "snaplayers")
-    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(src) for f in fs
+    """What the plugin's package is made of (debian/build-deb's inputs)."""
+    files = sorted(os.path.join(d, f) for top in ("snaplayers", "debian")
+                   for d, _, fs in os.walk(os.path.join(ROOT, top)) for f in fs
                    if "__pycache__" not in d)
-    return cache.file_hash(*files)
+    return cache.file_hash(*files, os.path.join(ROOT, "README.md"))
 
 
 LAYOUTS = ("debian", "zmanda")
@@ -93,7 +94,7 @@ def zmanda_node(client, config: Config, base_tag: str, steps: Steps) -> str:
     suite = config.suite
     tar = amanda_tar(config, steps)
     context = os.path.join(IMAGES, "zmanda")
-    digest = cache.key(base_tag, _tree_hash(context), cache.file_hash(tar))
+    digest = cache.key(base_tag, _tree_hash(context), cache.file_hash(tar), _tree_hash(os.path.join(ROOT, "rpm")))
     tag = f"sltb-node:{suite}-zmanda-{digest}"
     with steps.step(f"node image {suite}, Zmanda layout", cached=_has(client, tag)):
         if not _has(client, tag):
@@ -101,10 +102,37 @@ def zmanda_node(client, config: Config, base_tag: str, steps: Steps) -> str:
                 ctx = os.path.join(tmp, "zmanda")
                 shutil.copytree(context, ctx)
                 shutil.copy(tar, os.path.join(ctx, "amanda.tar"))
+                _rpm_payload(tmp, ctx)
                 args = {"BASE": base_tag, "AMANDA_USER": USER, "AMANDA_GROUP": GROUP, "AMANDA_UID": str(UID)}
                 client.images.build(path=ctx, tag=tag, buildargs=args,
                                     rm=True, forcerm=True, labels={"io.snaplayers.testbed": "image"})
     return tag
+
+
+def _rpm_payload(tmp: str, ctx: str) -> None:
+    """The plugin's RPM built from this tree (rpm/build) as the Zmanda image takes it: its payload
+    as a root-owned tar, and its %post scriptlet."""
+    import tarfile
+    built, payload = os.path.join(tmp, "rpm"), os.path.join(tmp, "payload")
+    rpm = run([os.path.join(ROOT, "rpm", "build"), built]).stdout.decode().split()[-1]
+    os.mkdir(payload)
+    cpio = run(["rpm2cpio", rpm]).stdout
+    run(["cpio", "-idm", "--quiet", "-D", payload], input=cpio)
+    # the payload's own entries only: directories it does not own (/usr, /etc) stay the image's
+    entries = run(["cpio", "-t", "--quiet"], input=cpio).stdout.decode().split()
+    with tarfile.open(os.path.join(ctx, "snaplayers-rpm.tar"), "w") as out:
+        for entry in entries:
+            info = out.gettarinfo(os.path.join(payload, entry), arcname=os.path.normpath(entry))
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            if info.isreg():
+                with open(os.path.join(payload, entry), "rb") as f:
+                    out.addfile(info, f)
+            else:
+                out.addfile(info)
+    post = run(["rpm", "-qp", "--dbpath", os.path.join(tmp, "rpmdb"), "--qf", "%{POSTIN}", rpm]).stdout
+    with open(os.path.join(ctx, "snaplayers.post"), "wb") as f:
+        f.write(post)
 
 
 def debian_node(client, suite: str, steps: Steps, archive: str) -> str:
