@@ -26,7 +26,8 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="snaplayers", description=__doc__,
                epilog="script-snaplayers --help documents the Amanda plugin: its commands, the "
-                      "device grammar and every property with its default.")
+                      "device grammar and every property with its default. The packages install "
+                      "both as man pages: snaplayers(8) and script-snaplayers(8).")
     p.add_argument("--version", action="version", version=f"snaplayers {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 

@@ -47,3 +47,10 @@ def test_the_pages_render_without_warnings(pages):
         proc = subprocess.run(["man", "--warnings", "-l", str(page)], capture_output=True,
                               text=True, env={"MANWIDTH": "80", "PATH": "/usr/bin:/bin"})
         assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+
+
+def test_snaplayers_help_names_both_pages(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())      # argparse wraps at the terminal's width
+    assert done.value.code == 0 and "snaplayers(8) and script-snaplayers(8)" in out
