@@ -318,15 +318,13 @@ class Amanda:
 
     def wait_for_estimates(self, marker: str, running, config: str = CONFIG) -> bool:
         """Until this run's amdump log (newer than the file `marker`) says the estimates are
-        done (True), or the run ended first (False). One exec per poll: each costs about a
-        second under TCG."""
+        done (True), or the run ended first (False). Polled in the node, 30 s an exec."""
         log = f"/srv/amanda/{config}/state/log"
         probe = (f"grep -l 'getting estimates took' $(find {log} -maxdepth 1 -name 'amdump*' "
                  f"-type f -newer {marker}) </dev/null >/dev/null 2>&1")
         while running():
-            if self.tb.run(SERVER, ["sh", "-c", probe])[0] == 0:
+            if self.tb.until(SERVER, probe, 30, 2):
                 return True
-            time.sleep(3)
         return self.tb.run(SERVER, ["sh", "-c", probe])[0] == 0     # it may have ended meanwhile
 
     def report(self, config: str = CONFIG) -> str:

@@ -62,11 +62,13 @@ def main(argv=None) -> int:
 
 
 def connect(config: Config, steps):
-    """Bring the chosen engine up and return a docker client for it."""
+    """Bring the chosen engine up and return a docker client for it; a VM engine that boots
+    gets its node image built natively first."""
     import docker
     from .engine import engine
+    from .images import node
     eng, _ = engine(config, steps)
-    host = eng.up()
+    host = eng.up(prepare=lambda client: node(client, config, steps))
     os.environ["DOCKER_HOST"] = host
     return docker.DockerClient(base_url=host, timeout=600)
 

@@ -67,6 +67,14 @@ class Testbed:
         return exec_in(self.client.containers.get(self.topo.container(node)), argv, where=node,
                        user=user, environment=environment, check=check).stdout
 
+    def until(self, node: str, condition: str, seconds: int, every: float = 1) -> bool:
+        """Whether the sh condition held on node within about `seconds`, polled in the node: one
+        docker exec in all, since each costs about 1.3 s of the guest's CPU under TCG (measured),
+        which a poll from here would take from the work it waits for."""
+        loop = (f"end=$(( $(date +%s) + {int(seconds)} )); until {condition}; do "
+                f"[ $(date +%s) -ge $end ] && exit 1; sleep {every}; done")
+        return self.run(node, ["sh", "-c", loop]).status == 0
+
     def python(self, node: str, name: str, action: str, spec: dict) -> dict:
         out = self.exec(node, ["python3", "-c", script(name), action, json.dumps(spec)])
         return json.loads(out.strip().splitlines()[-1])

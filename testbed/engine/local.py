@@ -84,7 +84,8 @@ class LocalEngine:
     def describe(self) -> str:
         return f"local engine at {self.docker_host}"
 
-    def up(self) -> str:
+    def up(self, prepare=None) -> str:
+        """prepare: the VM engine's native image builds; this engine is native already."""
         return self.docker_host
 
     def down(self) -> None:

@@ -12,22 +12,24 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from .. import cache
 from ..config import Config
 from ..debian import KERNELS, need
 from ..progress import Steps
 from ..run import TestbedError, run, ssh
-from . import artifacts
+from . import artifacts, native
 
 DATA_DISK = "64G"       # sparse: it grows as images and backing files fill it
 READY_TIMEOUT = 300
+TRIAL_TIMEOUT = 15     # KVM boots a kernel to its panic in 1-3 s; a hung trial is TCG
 
 
 def _alive(pid: int, needle: str) -> bool:
@@ -88,7 +90,10 @@ class VmEngine:
             return {**st, "state": "degraded", "why": "the ssh socket forward is gone"}
         return {**st, "state": "running"}
 
-    def up(self) -> str:
+    def up(self, prepare: Optional[Callable] = None) -> str:
+        """Boots the engine unless it runs. prepare(client), if given, is called before a boot
+        with a client of a native dockerd on the data disk (native.py): the images it builds
+        there are the guest's when it boots. If this host cannot, the guest builds them later."""
         os.makedirs(self.dir, exist_ok=True)
         with cache.lock(f"engine-vm-{self.kernel}"):       # two `up`s at once give one engine
             st = self.status()
@@ -104,6 +109,8 @@ class VmEngine:
             kernel = artifacts.kernel(self.kernel, self.config.mirror, self.steps)
             root = artifacts.root_disk(kernel, self.config.mirror, self.steps)
             self._data_disk()
+            if prepare is not None:
+                self._prepare(root, prepare)
             if not os.path.exists(self.key):
                 run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"testbed-vm-{self.kernel}",
                      "-f", self.key])
@@ -137,32 +144,56 @@ class VmEngine:
             run(["mkfs.ext4", "-q", "-F", "-L", "testbed-data", path + ".new"])
             os.replace(path + ".new", path)
 
+    def _prepare(self, root: cache.Artifact, prepare: Callable) -> None:
+        import docker.errors
+        with self.steps.step("images by a native dockerd, into the data disk") as info:
+            try:
+                with native.dockerd(root.path("root.img"), os.path.join(self.dir, "data.img"), self.dir) as client:
+                    prepare(client)
+            except (TestbedError, docker.errors.DockerException) as err:
+                info["how"] = "skipped"
+                self.steps.say(f"WARNING: images not built natively ({str(err).splitlines()[0]}): "
+                               "the guest builds them (slow under TCG)")
+
     def _accel(self, kernel: cache.Artifact) -> str:
-        """KVM if this host really runs a guest with it (tried, not assumed), else TCG."""
+        """KVM if this host really runs a guest with it (tried, not assumed), else TCG. The
+        verdict is kept per host kernel and qemu binary: a trial costs up to TRIAL_TIMEOUT."""
         forced = self.config.accel
         if forced in ("kvm", "tcg"):
             return forced
         if not os.access("/dev/kvm", os.R_OK | os.W_OK):
             self.steps.say("WARNING: no usable /dev/kvm: the guest runs under TCG (slow)")
             return "tcg"
+        qemu = shutil.which("qemu-system-x86_64")
+        verdict = cache.Artifact("accel", cache.key(os.uname().release, os.uname().version, qemu,
+                                                    os.path.getmtime(qemu)))
+        remembered = verdict.done
+        if remembered:
+            accel, why = open(verdict.path("verdict")).read().split("\n", 1)
+        else:
+            with verdict.building():
+                accel, why = self._try_kvm(kernel)
+                with open(verdict.path("verdict"), "w") as f:
+                    f.write(f"{accel}\n{why}")
+        if accel == "tcg":
+            self.steps.say(f"WARNING: /dev/kvm refused a guest ({why}{', when tried before' if remembered else ''}): "
+                           "the guest runs under TCG (slow)")
+        return accel
+
+    def _try_kvm(self, kernel: cache.Artifact):
+        """("kvm", "") if a kernel boots to its panic (no root) under KVM, else ("tcg", why)."""
         with tempfile.TemporaryDirectory() as tmp:
             console = os.path.join(tmp, "console")
-            try:    # under KVM the kernel reaches its panic (no root) in seconds
+            try:    # under KVM the kernel reaches its panic in seconds
                 proc = run(["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults",
                             "-display", "none", "-no-reboot", "-kernel", kernel.path("vmlinuz"),
                             "-append", "console=ttyS0 panic=-1 quiet", "-serial", f"file:{console}"],
-                           check=False, timeout=30)
+                           check=False, timeout=TRIAL_TIMEOUT)
             except TestbedError as err:     # a KVM that hangs the guest (seen: in the decompressor)
-                proc, why = None, [str(err).split(": ")[-1]]
-            booted = proc is not None and proc.returncode == 0 and \
-                "Kernel panic" in open(console, errors="replace").read()
-        if booted:
-            return "kvm"
-        if proc is not None:
-            why = proc.stderr.decode(errors="replace").strip().splitlines()[:1]
-        self.steps.say(f"WARNING: /dev/kvm refused a guest ({' '.join(why) or 'no boot'}): "
-                       "the guest runs under TCG (slow)")
-        return "tcg"
+                return "tcg", str(err).split(": ")[-1]
+            if proc.returncode == 0 and "Kernel panic" in open(console, errors="replace").read():
+                return "kvm", ""
+        return "tcg", " ".join(proc.stderr.decode(errors="replace").strip().splitlines()[:1]) or "no boot"
 
     def _launch(self, kernel, root, accel: str, port: int) -> int:
         pidfile = os.path.join(self.dir, "qemu.pid")

@@ -30,10 +30,9 @@ class HeldDump:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 600
-        while self.tb.run(CLIENT, ["test", "-e", f"{HOLD_DIR}/{self.disk}.held"])[0] != 0:
+        while not self.tb.until(CLIENT, f"test -e {HOLD_DIR}/{self.disk}.held", 20, 0.5):
             assert self.thread.is_alive(), f"amdump {config} ended before its dump was held: {self.result}"
             assert time.monotonic() < deadline, f"amdump {config} never reached PRE-DLE-BACKUP"
-            time.sleep(0.5)
 
     def _run(self):
         self.result = self.am.amdump(self.config)
@@ -156,11 +155,11 @@ def test_an_iscsi_session_dropped_and_restored_between_backups(amanda):
     # the target refuses logins and drops its session, as a target restart does
     tb.python(CLIENT, "storage.py", "tpg", {"iqn": iqn, "action": "disable"})
     try:
-        wait_for(lambda: tb.exec("guest0", ["sh", "-c", states]).split() != ["LOGGED_IN"], "the session to drop")
+        assert tb.until("guest0", f'[ "$({states})" != LOGGED_IN ]', 120), "the session never dropped"
     finally:
         tb.python(CLIENT, "storage.py", "tpg", {"iqn": iqn, "action": "enable"})
     # open-iscsi logs in again by itself (I/O was queued, not failed)
-    wait_for(lambda: tb.exec("guest0", ["sh", "-c", states]).split() == ["LOGGED_IN"], "the session to return", 180)
+    assert tb.until("guest0", f'[ "$({states})" = LOGGED_IN ]', 180), "the session never came back"
     # both legs of the guest's array are still in it
     md = tb.exec("guest0", ["findmnt", "-n", "-o", "SOURCE", tb.mountpoint(disk)]).strip()
     detail = tb.exec("guest0", ["sh", "-c", f"mdadm --detail $(echo {md} | sed 's/p[0-9]*$//')"])
@@ -215,9 +214,3 @@ def test_what_the_guest_changes_after_the_snapshot_is_in_the_next_incremental(am
     nothing_left(tb, CLIENT, status_user=amanda.layout.user)
     record("scenarios survived")
 
-
-def wait_for(condition, what, seconds=120):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(1)
