@@ -72,7 +72,7 @@ class Testbed:
         docker exec in all, since each costs about 1.3 s of the guest's CPU under TCG (measured),
         which a poll from here would take from the work it waits for."""
         loop = (f"end=$(( $(date +%s) + {int(seconds)} )); until {condition}; do "
-                f"[ $(date +%s) -ge $end ] && exit 1; sleep {every}; done")
+                f"[ $(date +%s) -ge $end ] && exit 1; sleep {every}; done; exit 0")
         return self.run(node, ["sh", "-c", loop]).status == 0
 
     def python(self, node: str, name: str, action: str, spec: dict) -> dict:

@@ -114,6 +114,9 @@ class VmEngine:
             if not os.path.exists(self.key):
                 run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"testbed-vm-{self.kernel}",
                      "-f", self.key])
+            if native.held(os.path.join(self.dir, "data.img")):
+                raise native.DiskHeld(f"the data disk {self.dir}/data.img is mounted on this host "
+                                      "(losetup -j shows it): qemu would corrupt it")
             accel = self._accel(kernel)
             port = _free_port()
             with self.steps.step(f"boot guest ({accel})") as info:
@@ -150,14 +153,16 @@ class VmEngine:
             try:
                 with native.dockerd(root.path("root.img"), os.path.join(self.dir, "data.img"), self.dir) as client:
                     prepare(client)
-            except (TestbedError, docker.errors.DockerException) as err:
+            except (native.Unavailable, docker.errors.DockerException) as err:
+                # DiskHeld, and a failure of the host's own steps (mmdebstrap, the .deb), go on up
                 info["how"] = "skipped"
                 self.steps.say(f"WARNING: images not built natively ({str(err).splitlines()[0]}): "
                                "the guest builds them (slow under TCG)")
 
     def _accel(self, kernel: cache.Artifact) -> str:
-        """KVM if this host really runs a guest with it (tried, not assumed), else TCG. The
-        verdict is kept per host kernel and qemu binary: a trial costs up to TRIAL_TIMEOUT."""
+        """KVM if this host really runs a guest with it (tried, not assumed), else TCG. A
+        definite refusal is kept per host kernel, qemu binary and guest kernel: a trial costs
+        up to TRIAL_TIMEOUT, and this machine's /dev/kvm hangs every guest."""
         forced = self.config.accel
         if forced in ("kvm", "tcg"):
             return forced
@@ -166,34 +171,39 @@ class VmEngine:
             return "tcg"
         qemu = shutil.which("qemu-system-x86_64")
         verdict = cache.Artifact("accel", cache.key(os.uname().release, os.uname().version, qemu,
-                                                    os.path.getmtime(qemu)))
-        remembered = verdict.done
-        if remembered:
-            accel, why = open(verdict.path("verdict")).read().split("\n", 1)
-        else:
-            with verdict.building():
-                accel, why = self._try_kvm(kernel)
-                with open(verdict.path("verdict"), "w") as f:
-                    f.write(f"{accel}\n{why}")
+                                                    os.path.getmtime(qemu), kernel.dir))
+        with cache.lock("accel"):
+            remembered = verdict.done
+            if remembered:
+                accel, why = "tcg", open(verdict.path("refused")).read()
+            else:
+                accel, why, definite = self._try_kvm(kernel)
+                if accel == "tcg" and definite:
+                    with verdict.building():
+                        with open(verdict.path("refused"), "w") as f:
+                            f.write(why)
         if accel == "tcg":
             self.steps.say(f"WARNING: /dev/kvm refused a guest ({why}{', when tried before' if remembered else ''}): "
                            "the guest runs under TCG (slow)")
         return accel
 
     def _try_kvm(self, kernel: cache.Artifact):
-        """("kvm", "") if a kernel boots to its panic (no root) under KVM, else ("tcg", why)."""
+        """(accel, why, definite): ("kvm", "", True) if a kernel boots to its panic (no root)
+        under KVM. A refusal is definite when qemu failed, or hung with nothing on the console
+        (not even the kernel's first line): a slow host would have printed something."""
         with tempfile.TemporaryDirectory() as tmp:
             console = os.path.join(tmp, "console")
             try:    # under KVM the kernel reaches its panic in seconds
                 proc = run(["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults",
                             "-display", "none", "-no-reboot", "-kernel", kernel.path("vmlinuz"),
-                            "-append", "console=ttyS0 panic=-1 quiet", "-serial", f"file:{console}"],
+                            "-append", "console=ttyS0 panic=-1", "-serial", f"file:{console}"],
                            check=False, timeout=TRIAL_TIMEOUT)
             except TestbedError as err:     # a KVM that hangs the guest (seen: in the decompressor)
-                return "tcg", str(err).split(": ")[-1]
+                said = open(console, errors="replace").read().strip() if os.path.exists(console) else ""
+                return "tcg", str(err).split(": ")[-1], not said
             if proc.returncode == 0 and "Kernel panic" in open(console, errors="replace").read():
-                return "kvm", ""
-        return "tcg", " ".join(proc.stderr.decode(errors="replace").strip().splitlines()[:1]) or "no boot"
+                return "kvm", "", True
+        return "tcg", " ".join(proc.stderr.decode(errors="replace").strip().splitlines()[:1]) or "no boot", True
 
     def _launch(self, kernel, root, accel: str, port: int) -> int:
         pidfile = os.path.join(self.dir, "qemu.pid")
