@@ -66,9 +66,9 @@ def connect(config: Config, steps):
     gets its node image built natively first."""
     import docker
     from .engine import engine
-    from .images import node
+    from .images import built_first
     eng, _ = engine(config, steps)
-    host = eng.up(prepare=lambda client: node(client, config, steps))
+    host = eng.up(prepare=built_first(config, steps))
     os.environ["DOCKER_HOST"] = host
     return docker.DockerClient(base_url=host, timeout=600)
 

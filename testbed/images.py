@@ -89,6 +89,15 @@ def node(client, config: Config, steps: Steps = None) -> str:
     return tag if config.layout == "debian" else zmanda_node(client, config, tag, steps)
 
 
+def built_first(config: Config, steps: Steps):
+    """VmEngine.up's prepare: config's node image built in the engine it is given (the native
+    dockerd, before a boot), once however many callers boot at once."""
+    def prepare(client) -> None:
+        with cache.lock("images"):
+            node(client, config, steps)
+    return prepare
+
+
 def zmanda_node(client, config: Config, base_tag: str, steps: Steps) -> str:
     from .zmanda import GROUP, UID, USER, amanda_tar
     suite = config.suite

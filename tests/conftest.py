@@ -64,15 +64,10 @@ def engine(testbed_config, steps):
     """A docker client for an engine whose kernel holds dm, md, LIO and iSCSI."""
     import docker
 
-    from testbed import cache
     from testbed.engine import engine as choose
-    from testbed.images import node
-
-    def prepare(client):                   # a VM engine's boot: the node image built natively
-        with cache.lock("images"):
-            node(client, testbed_config, steps)
+    from testbed.images import built_first
     eng, why = choose(testbed_config, steps)
-    host = eng.up(prepare=prepare)
+    host = eng.up(prepare=built_first(testbed_config, steps))
     os.environ["DOCKER_HOST"] = host       # testinfra's docker backend reads it
     client = docker.DockerClient(base_url=host, timeout=900)
     client.testbed_engine = eng
