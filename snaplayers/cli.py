@@ -1,4 +1,4 @@
-"""snaplayers: operator commands (plan, status, cleanup, install, sudoers, policy)."""
+"""snaplayers: operator commands (plan, status, cleanup, discover, install, sudoers, policy)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--json", action="store_true",
                            help="one JSON object: the forms of every name snaplayers makes, and "
                                 "each stack with the names of what it holds")
+
+    dis = sub.add_parser("discover", help="as root on the storage host: a disklist line for every "
+                                          "filesystem inside its LVs, found read-only through the "
+                                          "plugin's own layers; what it skipped, and why, as comments")
+    dis.add_argument("--vg", action="append", default=[],
+                     help="only this volume group (again for more; default: every VG)")
+    dis.add_argument("--host", help="the disklist's host name (default: this host's name)")
+    dis.add_argument("--dumptype", default="snaplayers-amgtar",
+                     help="the dumptype of every line (default: snaplayers-amgtar, as in the "
+                          "shipped examples)")
+    dis.add_argument("--format", default="disklist", choices=("disklist", "json"))
+    dis.add_argument("--spindle", default="auto", choices=("auto", "none"),
+                     help="auto: LVs on the same physical disk share a spindle, so Amanda never "
+                          "dumps two of them at once; none: -1 (storage not bound by spindles)")
+    dis.add_argument("--maxdumps", default="1",
+                     help="Amanda's maxdumps: how many snapshots of the largest LVs each VG must "
+                          "hold at once (default: 1, Amanda's)")
+    dis.add_argument("--mount-base", help="the mount-base property (default: the installed "
+                                          "helper's)")
+    dis.add_argument("--size", default=None, help="the probes' snapshot size (size property)")
+    dis.add_argument("--key-dir", default=None,
+                     help="where luks=<key> finds <key>.key (default: the installed helper's)")
+    dis.add_argument("--state-dir", default=None,
+                     help="root's directory for the probes' journals while they run (default: "
+                          "/run/snaplayers/discover)")
 
     ins = sub.add_parser("install", help="as root: the plugin into Amanda's application "
                                          "directory, the privileged helper with its policy, the "
@@ -218,6 +243,7 @@ def _stack_status(dle: str, data, sudo: str, state_dir: str) -> dict:
 def names_in_force(policy: dict) -> dict:
     """The forms of the names snaplayers gives kernel objects, from the layers' own constants;
     the suffix and mount base are the installed helper's policy's (what it admits), if any."""
+    from . import discover
     from .layers import DM_PREFIX
     from .layers.raid1 import MD_LINKS, MD_PREFIX
     from .layers.vg import CLONE_PREFIX
@@ -225,7 +251,9 @@ def names_in_force(policy: dict) -> dict:
     return {"dm_prefix": DM_PREFIX, "guest_vg_prefix": CLONE_PREFIX, "md_prefix": MD_PREFIX,
             "md_link_prefix": MD_LINKS + MD_PREFIX,
             "snapshot_suffix": policy.get("snap_suffix", DEFAULT_SUFFIX),
-            "mount_base": policy.get("mount_base")}
+            "mount_base": policy.get("mount_base"),
+            # `discover`'s probes: their snapshots, and their journals while they run
+            "discover_suffix": discover.SUFFIX, "discover_state_dir": discover.STATE_DIR}
 
 
 def root_only(state_dir: str) -> None:
@@ -274,6 +302,68 @@ def cmd_cleanup(args) -> int:
             stack.ctx.runner.close()
     print(f"cleanup: {cleaned} torn down, {failed} failed" + (f", {busy} in use" if busy else ""))
     return 1 if failed else 0
+
+
+_FIELD = re.compile(r"[A-Za-z0-9_.+-]{1,128}\Z")     # a disklist field that needs no quoting
+
+
+def cmd_discover(args) -> int:
+    import signal
+    import socket
+
+    from . import tools
+    from .device import check_lvm_name
+    from .discover import STATE_DIR, SUFFIX, Discovery, ProbeHost
+    from .errors import show
+    from .journal import not_roots_alone
+    from .layers import registry
+    from .privilege import installed_policy
+    from .props import DEFAULT_KEY_DIR, DEFAULT_SIZE, Settings
+    from .run import Runner
+
+    for vg in args.vg:
+        check_lvm_name("VG", vg, vg)
+    if not re.fullmatch(r"[1-9][0-9]{0,2}", args.maxdumps):
+        raise BadInput(f"--maxdumps {show(args.maxdumps)} must be a whole number 1..999")
+    maxdumps = int(args.maxdumps)
+    hostname = args.host or socket.gethostname()
+    for what, value in (("--host", hostname), ("--dumptype", args.dumptype)):
+        if not _FIELD.match(value):
+            raise BadInput(f"{what} {show(value)} must be 1-128 characters of [A-Za-z0-9_.+-]")
+    if os.geteuid() != 0:
+        raise SnaplayersError("snaplayers discover must run as root on the storage host: it "
+                              "snapshots and reads every LV")
+    policy = installed_policy(run.helper_path()) or {}
+    mount_base = args.mount_base or policy.get("mount_base")
+    if not mount_base:
+        raise BadInput("no --mount-base, and no installed helper to take it from")
+    state_dir = args.state_dir or STATE_DIR
+    settings = Settings(mount_base=mount_base, snap_suffix=SUFFIX, size=args.size or DEFAULT_SIZE,
+                        state_dir=state_dir, key_dir=args.key_dir or policy.get("key_dir")
+                        or DEFAULT_KEY_DIR, sudo="no")
+    problem = not_roots_alone(state_dir)
+    if problem:
+        raise BadInput(f"state dir {state_dir} is not root's alone ({problem})")
+    tools.check({t for cls in registry().values() for t in cls.tools})
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt     # the probes are torn down on the way out
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
+    runner = Runner("no")
+    found = Discovery(settings, runner, ProbeHost(), hostname,
+                      progress=lambda line: print(f"discover: {line}", file=sys.stderr, flush=True))
+    try:
+        found.discover(args.vg, spindle=args.spindle == "auto")
+    except KeyboardInterrupt:
+        raise SnaplayersError("discover interrupted; what it had set up was torn down") from None
+    finally:
+        runner.close()
+    if args.format == "json":
+        print(json.dumps(found.as_json(args.dumptype, maxdumps), indent=1))
+    else:
+        sys.stdout.write(found.disklist(args.dumptype, maxdumps))
+    return 0
 
 
 def cmd_sudoers(args) -> int:
@@ -360,5 +450,5 @@ def _compile_for_zipimport(tree: str) -> None:
                                    invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
 
 
-COMMANDS = {"plan": cmd_plan, "status": cmd_status, "cleanup": cmd_cleanup,
+COMMANDS = {"plan": cmd_plan, "status": cmd_status, "cleanup": cmd_cleanup, "discover": cmd_discover,
             "sudoers": cmd_sudoers, "policy": cmd_policy, "install": cmd_install}

@@ -94,19 +94,21 @@ class Stack:
         return origin_lock(self.ctx.settings.state_dir, node_id(origin), origin)
 
     # -- set-up ----------------------------------------------------------------------------
-    def setup(self, spec: DeviceSpec) -> str:
-        """Returns the mount point. On failure, whatever was built is torn down again."""
+    def setup(self, spec: DeviceSpec, mount: bool = True) -> str:
+        """Returns the mount point (without `mount`, the top layer's device: what `discover`
+        probes). On failure, whatever was built is torn down again."""
         kinds = registry()
-        kinds["mount"].check_base(self.ctx.host, self.ctx.settings.mount_base)
+        if mount:
+            kinds["mount"].check_base(self.ctx.host, self.ctx.settings.mount_base)
         origin = f"{spec.source.vg}/{spec.source.lv}"
         with self._origin_lock(origin):
             own = self.journal.load()
             others = self._others(origin, reap=True,
                                   mine=held(self._layers_from(own)) if own else set())
             self.recover(set().union(*(o.held for o in others)))
-            return self._setup(spec, others)
+            return self._setup(spec, others, mount)
 
-    def _setup(self, spec: DeviceSpec, others: list[Other]) -> str:
+    def _setup(self, spec: DeviceSpec, others: list[Other], mount: bool = True) -> str:
         kinds = registry()
         data = {"version": VERSION, **self.ident, "device": spec.format(),
                 "dle_id": self.ctx.dle_id, "pid": os.getpid(), "owner": self.ctx.host.caller(),
@@ -116,7 +118,7 @@ class Stack:
         sharing = True
         try:
             parent: Layer | None = None
-            for token in (*spec.layers, None):
+            for token in (*spec.layers, None) if mount else spec.layers:
                 cls = kinds[token.kind if token is not None else "mount"]
                 layer = cls.plan(self.ctx, token, parent, spec)
                 holders = [o for o in others if layer.key() in o.held]

@@ -130,7 +130,8 @@ class Testbed:
                     "prefix": self.prefix, "host": host, "vg": self.topo.vg(host),
                     "iqn": self.topo.iqn(host), "workdir": f"/srv/{self.prefix}",
                     "volumes": [{"lv": v.lv, "size_mb": v.size_mb, "thin": v.thin} for v in vols], "keys": storage_keys,
-                    "clash_vgs": self.topo.clash_vgs(host)})
+                    "clash_vgs": self.topo.clash_vgs(host),
+                    "plain": self.topo.plain if host == self.topo.storage_hosts[0] else {}})
                 self.facts[host] = facts
                 # LIO listens in the engine's initial network namespace, whichever container
                 # configured it (measured): every target is reached at 127.0.0.1, told apart by IQN
@@ -211,7 +212,8 @@ def plugin_names(client, image: str) -> List[str]:
     says (`snaplayers status --json`): the leak checks look for these."""
     out = run_container(client, image, ["snaplayers", "status", "--json"], where="the node image's snaplayers")
     names = json.loads(out)["names"]
-    return sorted({names[k] for k in ("dm_prefix", "guest_vg_prefix", "md_prefix", "snapshot_suffix")})
+    return sorted({names[k] for k in ("dm_prefix", "guest_vg_prefix", "md_prefix", "snapshot_suffix",
+                                      "discover_suffix")})
 
 
 def reset(client, image: str) -> dict:

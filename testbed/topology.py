@@ -57,6 +57,9 @@ class Topology:
     storage_hosts: Tuple[str, ...] = ("storage0", "storage1")
     guest: str = "guest0"
     variants: List[Variant] = field(default_factory=list)
+    # LVs of the first storage host that hold no filesystem, never exported: LV -> what is on
+    # it ("" nothing, "swap" a swap area); discover must report each as skipped
+    plain: Dict[str, str] = field(default_factory=dict)
 
     def vg(self, host: str) -> str:
         return f"{self.prefix}_data{host[-1]}"
@@ -127,7 +130,7 @@ def default(prefix: str, names: Optional[List[str]] = None) -> Topology:
     ]
     if names:
         variants = [v for v in variants if v.name in names]
-    return Topology(prefix=prefix, variants=variants)
+    return Topology(prefix=prefix, variants=variants, plain={"tbempty": "", "tbswap": "swap"})
 
 
 def scaling(prefix: str, n: int = 8) -> Topology:

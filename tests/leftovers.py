@@ -24,12 +24,16 @@ def nothing_left(testbed, node="storage0", status_user="root"):
         found = [n for n in made if n in text]
         assert not found, f"{what} still holds {found}:\n{text}"
     lvs = testbed.exec(node, ["lvs", "--noheadings", "-o", "lv_name"]).split()
-    assert not [lv for lv in lvs if lv.endswith(names["snapshot_suffix"])], lvs
+    assert not [lv for lv in lvs if lv.endswith((names["snapshot_suffix"], names["discover_suffix"]))], lvs
     clean(testbed.exec(node, ["dmsetup", "ls"]), "dmsetup ls")
     # nor a /dev/<renamed guest VG> folder, or a /dev/mapper node (LVM without udev leaves them)
     clean(testbed.exec(node, ["ls", "/dev", "/dev/mapper"]), "/dev")
     # and no /dev/md link of a stopped array (a host without udev keeps them otherwise)
-    clean(testbed.exec(node, ["sh", "-c", "ls /dev/md/ 2>/dev/null; true"]), "/dev/md")
+    # (one exec: each costs the emulated guest about 1.3 s of CPU) and no discover probe's journal
+    md, _, probes = testbed.exec(node, ["sh", "-c", "ls /dev/md/ 2>/dev/null; echo ==; ls "
+                                        f"{names['discover_state_dir']} 2>/dev/null; true"]).partition("==\n")
+    clean(md, "/dev/md")
+    assert not [p for p in probes.split() if p.endswith(".json")], probes
     clean(testbed.exec(node, ["sh", "-c", "mdadm --detail --scan 2>/dev/null; true"]), "mdadm --detail --scan")
     clean(testbed.exec(node, ["sh", "-c", LVM_TRACES]), "LVM's records")
     assert (names["mount_base"] or MOUNT_BASE) not in testbed.exec(node, ["cat", "/proc/self/mountinfo"])

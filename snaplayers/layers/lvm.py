@@ -108,6 +108,9 @@ class LvSnapshot(Layer):
                             "after lvcreate")
         if snap.get("lv_attr", "")[4:5] != "a" or not self.ctx.host.wait_for(self.rec["device"]):
             raise self.fail(f"snapshot {self.rec['device']} is not active")
+        if not self.rec["thin"] and snap.get("lv_size", "").rstrip("B").isdigit():
+            # what LVM took from the VG for it: `discover` sums these for capacity
+            self.rec["taken_bytes"] = int(snap["lv_size"].rstrip("B"))
 
     def _live(self):
         return self.lvs(self.rec["snapshot"])

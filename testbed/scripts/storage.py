@@ -39,6 +39,7 @@ def create(spec):
     # the pool holds each thin LV twice over: its every block, and what the VM writes meanwhile
     pool_mb = sum(2 * v["size_mb"] for v in thin)
     total = sum(v["size_mb"] * 5 // 4 for v in spec["volumes"] if not v.get("thin")) + pool_mb + 256
+    total += 10 * len(spec.get("plain", {}))
     sh("truncate", "-s", f"{total}M", pv)
     loop = sh("losetup", "--find", "--show", pv).strip()
     # a VG named like a guest's, on a PV of its own (see topology.clash_vgs)
@@ -78,6 +79,13 @@ def create(spec):
         backstores.append((f"{spec['prefix']}_{spec['host']}_{vol['lv']}", f"/dev/{vg}/{vol['lv']}"))
         luns[vol["lv"]] = i
     export(spec["iqn"], backstores)
+    # never exported, no filesystem: what discover must skip, and say why
+    for lv, content in sorted(spec.get("plain", {}).items()):
+        sh("lvcreate", "-q", "-y", "-Wn", "-Zy", "-L", "8M", "-n", lv, vg)
+        if content == "swap":
+            sh("mkswap", "-q", f"/dev/{vg}/{lv}")
+        elif content:
+            sys.exit(f"plain LV {lv}: unknown content {content!r}")
     # where the plugin's luks=<key> layer finds <key>.key: root's alone (cryptsetup runs as root)
     os.makedirs("/etc/snaplayers/keys", mode=0o700, exist_ok=True)
     for name, key in spec.get("keys", {}).items():
