@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where luks=<key> finds <key>.key (default: the installed helper's)")
     dis.add_argument("--state-dir", default=None,
                      help="root's directory for the probes' journals while they run (default: "
-                          "/run/snaplayers/discover)")
+                          "/var/lib/snaplayers/discover)")
 
     ins = sub.add_parser("install", help="as root: the plugin into Amanda's application "
                                          "directory, the privileged helper with its policy, the "
@@ -313,13 +313,12 @@ def cmd_discover(args) -> int:
 
     from . import tools
     from .device import check_lvm_name
-    from .discover import STATE_DIR, SUFFIX, Discovery, ProbeHost
+    from .discover import STATE_DIR, SUFFIX, Discovery, Interrupt, ProbeHost, ProbeRunner
     from .errors import show
-    from .journal import not_roots_alone
+    from .journal import discover_lock, not_roots_alone
     from .layers import registry
-    from .privilege import installed_policy
+    from .privilege import compile_policy, installed_policy
     from .props import DEFAULT_KEY_DIR, DEFAULT_SIZE, Settings
-    from .run import Runner
 
     for vg in args.vg:
         check_lvm_name("VG", vg, vg)
@@ -346,19 +345,19 @@ def cmd_discover(args) -> int:
         raise BadInput(f"state dir {state_dir} is not root's alone ({problem})")
     tools.check({t for cls in registry().values() for t in cls.tools})
 
-    def interrupted(signum, frame):
-        raise KeyboardInterrupt     # the probes are torn down on the way out
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupted)
-    runner = Runner("no")
-    found = Discovery(settings, runner, ProbeHost(), hostname,
+    stop = Interrupt()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop.signal)
+    # the probe stacks run only what the installed helper would admit, its guards included
+    stacks = ProbeRunner(stop, policy=compile_policy(mount_base, SUFFIX, settings.key_dir))
+    own = ProbeRunner(stop)
+    found = Discovery(settings, own, ProbeHost(), hostname, stacks=stacks,
                       progress=lambda line: print(f"discover: {line}", file=sys.stderr, flush=True))
     try:
-        found.discover(args.vg, spindle=args.spindle == "auto")
+        with discover_lock(state_dir):
+            found.discover(args.vg, spindle=args.spindle == "auto")
     except KeyboardInterrupt:
         raise SnaplayersError("discover interrupted; what it had set up was torn down") from None
-    finally:
-        runner.close()
     if args.format == "json":
         print(json.dumps(found.as_json(args.dumptype, maxdumps), indent=1))
     else:

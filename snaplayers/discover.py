@@ -2,8 +2,11 @@
 
 Each origin is probed read-only through the plugin's own layers (blivet's way: a layer is set up
 through its parents, looked into, and torn down), so what discover finds is what a dump will
-read. Every probe is a stack of its own journal and its own snapshot suffix: a killed discover is
-recovered like a killed dump, and it never meets a backup's snapshot or arrays.
+read, and every command of a probe stack is one the installed helper would admit, its guards
+included (a LUKS2 header with tokens is never opened). Every probe is a stack of its own journal
+and its own snapshot suffix: a killed discover is recovered like a killed dump, and it never
+meets a backup's snapshot or arrays. A guest's disk is hostile: its walk is bounded in probes,
+partitions, guest LVs and time, and one that fails is a skipped line, not a failed run.
 """
 
 from __future__ import annotations
@@ -14,18 +17,64 @@ import time
 from .device import _KEY as KEY_NAME
 from .device import Luks, Lvm, Part, Raid1, Vg, dm_name, parse
 from .errors import BadInput, SnaplayersError, SnapshotInvalid
-from .helper import lvm_config
+from .helper import Refused, _guard_luks, lvm_config
 from .layers import Context, Host, parse_export, parse_nameprefixes
 from .layers.lvm import _NOT_AN_ORIGIN, mib
 from .layers.mount import OPTIONS
+from .layers.vg import CLONE_PREFIX
 from .record import Record
+from .run import Runner
 from .stack import Stack, dle_id
 
 SUFFIX = ".amdisc"                          # not .amsnap: a probe never meets a backup's snapshot
-STATE_DIR = "/run/snaplayers/discover"      # root's own: a probe's journals, while it runs
+# root's own, and kept across a reboot like the snapshots it records
+STATE_DIR = "/var/lib/snaplayers/discover"
 LV_FIELDS = "vg_name,lv_name,lv_attr,origin,pool_lv,devices,vg_free"
-GUEST_LV_FIELDS = "lv_name,lv_attr,origin"
+GUEST_LV_FIELDS = "lv_name,lv_attr,origin,segtype"
 CONFIG = "discover"                         # the journals' config: `status` tells them apart
+# what one LV's walk may take: a guest's tables can nest and fan out without end
+MAX_PROBES = 64             # stacks set up
+MAX_PARTITIONS = 32         # per partition table
+MAX_GUEST_LVS = 32          # per guest VG
+MAX_SECONDS = 300           # the walk's own time; a layer already started finishes
+GUEST_SEGTYPES = ("linear", "striped")  # no guest thin, raid or cache metadata parsed as root
+
+
+class ProbeLeft(SnaplayersError):
+    """A probe could not be torn down: the run stops there, and says what to clean up."""
+
+
+class Interrupt:
+    """SIGINT, SIGTERM or SIGHUP: the command running finishes (an LVM command killed half-way
+    can leave an origin suspended), and the next one raises KeyboardInterrupt, once, so that
+    the probes are torn down; later signals are ignored until they are."""
+
+    def __init__(self):
+        self.pending = self.raised = False
+
+    def signal(self, signum=None, frame=None):
+        if not self.raised:
+            self.pending = True
+
+    def check(self):
+        if self.pending:
+            self.pending, self.raised = False, True
+            raise KeyboardInterrupt
+
+
+class ProbeRunner(Runner):
+    """Runs as root, each command in a session of its own (a Ctrl-C at the terminal reaches
+    discover only), after the pending signal check."""
+
+    new_session = True
+
+    def __init__(self, stop: Interrupt, policy: dict | None = None):
+        super().__init__("no", policy=policy)
+        self.stop = stop
+
+    def run(self, argv, accept=(0,)):
+        self.stop.check()
+        return super().run(argv, accept=accept)
 
 
 class Found(Record, frozen=True):
@@ -123,9 +172,11 @@ class ProbeHost(Host):
 class Discovery:
     """One run of `discover`: what it found and skipped, and each VG's room for snapshots."""
 
-    def __init__(self, settings, runner, host: ProbeHost, hostname: str, progress=None):
+    def __init__(self, settings, runner, host: ProbeHost, hostname: str, progress=None,
+                 stacks=None):
         self.settings = settings
-        self.runner = runner
+        self.runner = runner            # discover's own reads: lvs, blkid, partx, a key's test
+        self.stacks = stacks or runner  # the probe stacks' commands: the helper's policy
         self.host = host
         self.hostname = hostname
         self.progress = progress or (lambda line: None)
@@ -135,6 +186,8 @@ class Discovery:
         self.overflowed: str | None = None      # why the current LV's probe snapshot is no good
         self.taken: dict[str, int | None] = {}   # origin -> bytes its snapshot took (None: thin)
         self.free: dict[str, int] = {}            # VG -> bytes free before any probe
+        self.probes = 0                           # stacks set up for this LV
+        self.deadline = 0.0                       # when this LV's walk stops
 
     def run(self, argv, accept=(0,)):
         return self.runner.run(list(argv), accept=accept)
@@ -151,10 +204,12 @@ class Discovery:
         if not self.host.exists(dev):
             return None
         rdev = self.host.rdev(dev)
-        mounted = [m["mountpoint"] for m in self.host.mounts() if m["majmin"] == rdev]
+        real = self.host.realpath(dev)
+        # by source too: a btrfs is mounted under an anonymous major:minor
+        mounted = [m["mountpoint"] for m in self.host.mounts() if m["majmin"] == rdev
+                   or m["source"].startswith("/dev/") and self.host.realpath(m["source"]) == real]
         if mounted:
             return f"in use by this host: mounted at {mounted[0]}"
-        real = self.host.realpath(dev)
         try:
             swaps = [ln.split()[0] for ln in self.host.read("/proc/swaps").splitlines()[1:] if ln.split()]
         except OSError:         # a kernel without swap support
@@ -173,8 +228,8 @@ class Discovery:
         for row in rows:
             if row.get("vg_free", "").rstrip("B").isdigit():
                 self.free[row["vg_name"]] = int(row["vg_free"].rstrip("B"))
-            if hidden(row["lv_name"]):
-                continue
+            if hidden(row["lv_name"]) or row["vg_name"].startswith(CLONE_PREFIX):
+                continue            # LVM's own sub-LVs; a backup's renamed guest VG
             name = f"{row['vg_name']}/{row['lv_name']}"
             if row["lv_name"].endswith((self.settings.snap_suffix, ".amsnap")):
                 continue            # a probe's or a backup's own snapshot, not the host's data
@@ -201,6 +256,7 @@ class Discovery:
     def probe(self, vg: str, lv: str) -> None:
         chain: list[tuple[Stack, object]] = []      # the probes up now, bottom-up
         self.overflowed = None
+        self.probes, self.deadline = 0, time.monotonic() + MAX_SECONDS
         try:
             self._walk([Lvm(vg, lv)], chain)
         finally:
@@ -216,7 +272,7 @@ class Discovery:
         device = f"{self.settings.mount_base}/{','.join(t.token() for t in tokens)}"
         spec = parse(device, self.settings.mount_base)      # the grammar's own refusals
         self.settings.check_device(spec)
-        ctx = Context(self.runner, self.host, self.settings, dle_id(CONFIG, self.hostname, device))
+        ctx = Context(self.stacks, self.host, self.settings, dle_id(CONFIG, self.hostname, device))
         return Stack(ctx, CONFIG, self.hostname, device), spec
 
     def _down(self, stack: Stack) -> None:
@@ -225,19 +281,21 @@ class Discovery:
         except SnapshotInvalid as err:      # torn down all the same
             self.overflowed = " ".join(str(err).split())
         except SnaplayersError as err:
-            raise SnaplayersError(f"a probe could not be torn down: {err}; run 'snaplayers "
-                                  f"cleanup --state-dir {self.settings.state_dir} --sudo no'") \
-                from err
+            raise ProbeLeft(f"a probe could not be torn down: {err}; run 'snaplayers cleanup "
+                            f"--state-dir {self.settings.state_dir} --sudo no'") from err
 
     def _walk(self, tokens, chain) -> None:
+        where = disk_name(tokens)
+        if self.probes >= MAX_PROBES or time.monotonic() > self.deadline:
+            self.skipped.append(Skipped(where, f"not probed: this LV's walk reached its limit "
+                                               f"({MAX_PROBES} probes, {MAX_SECONDS} s)"))
+            return
+        self.probes += 1
         try:
             stack, spec = self._stack(tokens)
             device = stack.setup(spec, mount=False)
-        except BadInput as err:
-            self.skipped.append(Skipped(disk_name(tokens), str(err)))
-            return
         except SnaplayersError as err:
-            self.skipped.append(Skipped(disk_name(tokens), " ".join(str(err).split())))
+            self.skipped.append(Skipped(where, " ".join(str(err).split())))
             return
         chain.append((stack, spec))
         if len(tokens) == 1:    # the snapshot, as LVM made it at this size
@@ -245,6 +303,10 @@ class Discovery:
             self.taken[f"{tokens[0].vg}/{tokens[0].lv}"] = None if rec.get("thin") else rec.get("taken_bytes")
         try:
             self._inside(tokens, device, chain)
+        except ProbeLeft:
+            raise
+        except SnaplayersError as err:     # a command that failed on what the guest wrote
+            self.skipped.append(Skipped(where, " ".join(str(err).split())))
         finally:
             chain.remove((stack, spec))
             self._down(stack)
@@ -291,14 +353,29 @@ class Discovery:
             self.skipped.append(Skipped(disk_name(tokens), f"{kind}, not a filesystem the plugin "
                                                        f"mounts ({', '.join(sorted(OPTIONS))})"))
         elif table:
-            res = self.run(["partx", "--raw", "--noheadings", "--output", "NR", device])
-            numbers = [int(n) for n in res.stdout.split()]
-            if not numbers:
-                self.skipped.append(Skipped(disk_name(tokens), f"an empty {table} partition table"))
+            numbers = self._partitions(tokens, device, table)
             for n in numbers:
                 self._walk([*tokens, Part(n)], chain)
         else:
             self.skipped.append(Skipped(disk_name(tokens), "no filesystem (blkid finds nothing)"))
+
+    def _partitions(self, tokens, device: str, table: str) -> list[int]:
+        """The partitions to walk; none if they overlap (the same blocks read twice, a table
+        made to fan out) or are too many."""
+        res = self.run(["partx", "--raw", "--noheadings", "--output", "NR,START,SECTORS", device])
+        rows = sorted(tuple(int(f) for f in line.split()) for line in res.stdout.splitlines()
+                      if len(line.split()) == 3)
+        why = (f"an empty {table} partition table" if not rows else
+               f"a {table} table of {len(rows)} partitions, more than {MAX_PARTITIONS}"
+               if len(rows) > MAX_PARTITIONS else None)
+        spans = sorted((start, start + size, n) for n, start, size in rows)
+        for (_, end, a), (start, _, b) in zip(spans, spans[1:]):
+            if start < end:
+                why = why or f"partitions {a} and {b} of its {table} table overlap"
+        if why:
+            self.skipped.append(Skipped(disk_name(tokens), why))
+            return []
+        return [n for n, _, _ in rows]
 
     def _guest_lvs(self, tokens, device: str) -> list[Vg]:
         """The guest VG's LVs, read through a filter that sees this one device: nothing is
@@ -322,10 +399,15 @@ class Discovery:
         for row in parse_nameprefixes(res.stdout):
             token = Vg(vg, row["lv_name"])
             why = (f"a snapshot of {row['origin']}" if row.get("origin") else
-                   f"not an origin volume (lv_attr {row.get('lv_attr')})"
-                   if row.get("lv_attr", "")[:1] in _NOT_AN_ORIGIN else None)
+                   f"a guest LV of type {row.get('segtype') or '?'} (lv_attr {row.get('lv_attr')}): "
+                   f"only {' and '.join(GUEST_SEGTYPES)} LVs are activated"
+                   if row.get("lv_attr", "")[:1] != "-" or row.get("segtype") not in GUEST_SEGTYPES
+                   else None)
             if why:
                 self.skipped.append(Skipped(disk_name([*tokens, token]), why))
+            elif len(out) == MAX_GUEST_LVS:
+                self.skipped.append(Skipped(disk_name([*tokens, token]),
+                                            f"not probed: more than {MAX_GUEST_LVS} LVs in {vg}"))
             else:
                 out.append(token)
         return out
@@ -333,6 +415,10 @@ class Discovery:
     def _key(self, device: str) -> str | None:
         """The first key in key-dir that opens this container (cryptsetup tries it, opens nothing)."""
         key_dir = self.settings.key_dir
+        try:
+            _guard_luks([device, "probe"])      # tokens would open it without our key
+        except Refused as err:
+            raise SnaplayersError(f"not opened: {err}") from None
         try:
             names = sorted(os.path.basename(n)[:-4] for n in self.host.listdir(key_dir)
                            if n.endswith(".key"))

@@ -147,6 +147,13 @@ def origin_lock(state_dir: str, node: str, origin: str):
                   "or torn down")
 
 
+def discover_lock(state_dir: str):
+    """Held for a whole `snaplayers discover`: a second one would share and rename its probes'
+    snapshots under it."""
+    return _flock(os.path.join(state_dir, "discover.lock"), False, 0,
+                  "another snaplayers discover is running")
+
+
 def allocation_lock(state_dir: str):
     """Held briefly around kernel-wide allocations (md minors)."""
     return _flock(os.path.join(state_dir, "allocation.lock"), True, 120,

@@ -40,6 +40,8 @@ class Runner:
     leave it empty.
     """
 
+    new_session = False     # True: a signal for this process never reaches the command it runs
+
     def __init__(self, sudo: str = "auto", debug: bool = False, policy: dict | None = None):
         self.use_sudo = sudo == "yes" or (sudo == "auto" and os.geteuid() != 0)
         self.debug = debug          # the debug property: each command's stdout in the log too
@@ -88,7 +90,8 @@ class Runner:
         try:
             proc = subprocess.run(full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, env=ENV, text=True,
-                                  errors="replace", check=False)
+                                  errors="replace", check=False,
+                                  start_new_session=self.new_session)
         except OSError as err:
             return Result(full, 127, "", str(err))
         return Result(full, proc.returncode, proc.stdout, proc.stderr)

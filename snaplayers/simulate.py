@@ -148,7 +148,8 @@ class SimulatedSystem(Host):
         if uuid is None:
             return (5, "")
         return (0, "".join(f"  LVM2_LV_NAME='{lv}' LVM2_LV_ATTR='-wi-{'a' if on else '-'}-----' "
-                           f"LVM2_VG_UUID='{uuid}'\n" for lv, on in self.guest_lvs[vg].items()))
+                           f"LVM2_VG_UUID='{uuid}' LVM2_SEGTYPE='linear'\n"
+                           for lv, on in self.guest_lvs[vg].items()))
 
     def _cmd_lvchange(self, args):
         vg, lv = args[-1].split("/", 1)

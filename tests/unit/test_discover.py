@@ -6,9 +6,10 @@ import re
 
 import pytest
 
-from snaplayers import cli
+from snaplayers import cli, helper
 from snaplayers.discover import Discovery, ProbeHost, disk_name, physical_volumes, spindles
 from snaplayers.device import Lvm, Part, Raid1, Vg
+from snaplayers.privilege import compile_policy
 from snaplayers.props import Settings
 
 from conftest import BASE
@@ -61,7 +62,9 @@ class Host(SteeredSystem):
 
 
 @pytest.fixture
-def world(tmp_path):
+def world(tmp_path, monkeypatch):
+    # the one guard that asks the real LVM (is it a snapshot of ours?) has no host here
+    monkeypatch.setattr(helper, "_guard_lvremove", lambda policy, args: None)
     system = Host(suffix=".amdisc")
     system.guest = ("vg0", ["root", "var", "swap"])
     system.add_dir(BASE)
@@ -75,8 +78,8 @@ def world(tmp_path):
             found = next((out for pattern, out in BLKID if re.fullmatch(pattern, argv[-1])), "?")
             assert found != "?", f"blkid of an unexpected device {argv[-1]}"
             return (0, found + "\n") if found else (2, "")
-        if argv[:2] == ["partx", "--raw"] and "NR" == argv[argv.index("--output") + 1]:
-            return (0, "1\n2\n")
+        if argv[:2] == ["partx", "--raw"] and "--nr" not in argv:
+            return (0, "1 2048 262144\n2 264192 262144\n")
         if argv[:2] == ["cryptsetup", "open"] and "--test-passphrase" in argv:
             return (0, "") if argv[argv.index("--key-file") + 1].endswith("/k1.key") else (2, "")
         if argv[0] == "lvcreate":
@@ -85,12 +88,21 @@ def world(tmp_path):
     system.inject = inject
     settings = Settings(mount_base=BASE, snap_suffix=".amdisc", state_dir=str(tmp_path / "state"),
                         log_dir=str(tmp_path / "log"), key_dir=KEY_DIR, sudo="no")
-    runner = system.runner()
-    return system, runner, Discovery(settings, runner, system, "storage0")
+    runner, stacks = system.runner(), system.runner()
+    # as the CLI has it: the probe stacks run only what the installed helper would admit
+    stacks.policy = compile_policy(BASE, ".amdisc", KEY_DIR)
+    return system, runner, Discovery(settings, runner, system, "storage0", stacks=stacks)
 
 
-def commands(runner, *prefix):
-    return [a for a in runner.executed if [os.path.basename(a[0]), *a[1:len(prefix)]] == list(prefix)]
+def commands(found, *prefix):
+    """What discover ran itself and what its probe stacks ran, in one list per kind."""
+    return [a for a in found.runner.executed + found.stacks.executed
+            if [os.path.basename(a[0]), *a[1:len(prefix)]] == list(prefix)]
+
+
+def ours(arg):
+    """A device or name a probe made: its snapshot, its mappings and arrays, a renamed guest VG."""
+    return bool(re.search(r"\.amdisc|snaplayers[-_]|^/dev/md\d+$", arg))
 
 
 def test_every_filesystem_inside_is_found_and_every_probe_torn_down(world, tmp_path):
@@ -110,18 +122,22 @@ def test_every_filesystem_inside_is_found_and_every_probe_torn_down(world, tmp_p
         "data0/pool": "not an origin volume (lv_attr twi-aotz--)",
         "data0/old": "not active: there is no device to read"}
     # vgimportclone renamed the guest VG in the snapshot: a new one for each further guest LV
-    assert len(commands(runner, "lvcreate")) == 5
-    assert len(commands(runner, "vgimportclone")) == 3
+    assert len(commands(found, "lvcreate")) == 5
+    assert len(commands(found, "vgimportclone")) == 3
     # nothing is left: no snapshot, array, mapping, open container or active guest LV, no journal
     assert not [n for n in system.lvs if n.endswith(".amdisc")]
     assert system.arrays == {} and system.mappings == {} and system.crypts == {}
     assert not any(on for lvs in system.guest_lvs.values() for on in lvs.values())
     assert not [n for n in os.listdir(tmp_path / "state") if n.endswith(".json")]
-    # read-only towards what is the host's: no origin, backup snapshot or guest name touched
-    writes = ("lvremove", "lvchange", "vgchange", "lvcreate", "vgimportclone")
-    for argv in runner.executed:
-        if os.path.basename(argv[0]) in writes:
-            assert ".amdisc" in " ".join(argv) or "snaplayers_" in " ".join(argv), argv
+    # read-only towards what is the host's: every device any command names is a probe's own,
+    # and every command that makes or removes something names one of ours
+    for argv in commands(found):
+        assert all(ours(a) for a in argv if a.startswith("/dev/")), argv
+        if os.path.basename(argv[0]) in ("lvremove", "lvchange", "vgchange", "vgimportclone",
+                                         "mdadm", "dmsetup", "cryptsetup"):
+            assert any(ours(a) for a in argv[1:]), argv
+    # lvcreate names the host's origin, and makes a probe's snapshot of it
+    assert all(a[a.index("--name") + 1].endswith(".amdisc") for a in commands(found, "lvcreate"))
 
 
 def test_the_disklist_names_each_filesystem_where_it_sits(world):
@@ -205,7 +221,6 @@ def test_a_partition_and_a_dm_device_lie_on_their_disks(tmp_path):
 ])
 def test_bad_options_are_one_line_and_nothing_runs(argv, token, capsys, monkeypatch):
     ran = []
-    monkeypatch.setattr(cli, "cmd_discover", cli.cmd_discover)
     monkeypatch.setattr("snaplayers.run.Runner.run", lambda *a, **k: ran.append(a))
     assert cli.main(["discover", *argv]) == 2
     err = capsys.readouterr().err
@@ -262,18 +277,161 @@ def test_an_lv_the_host_itself_uses_is_not_probed(use, expected, tmp_path):
 
 
 @pytest.mark.parametrize("free_gib, maxdumps, verdict", [(3, 2, "enough"), (3, 4, "enough"),
-                                                          (1.5, 2, "NOT ENOUGH: it would run out"),
-                                                          (1.5, 1, "enough")])
+                                                          (1.25, 2, "NOT ENOUGH: it would run out"),
+                                                          (1.25, 1, "enough")])
 def test_capacity_sums_the_largest_snapshots_lvm_took_against_the_vgs_free_space(world, free_gib, maxdumps, verdict):
     system, runner, found = world
     inner = system.inject
-    system.inject = lambda argv: (0, lvs_rows(int(free_gib * 2**30))) if argv[:2] == ["lvs", "-a"] else inner(argv)
+    took = {"vm1": 2**29, "vm2": 2**30}      # what LVM made each probe's snapshot (not the origin)
+
+    def answer(argv):
+        if argv[:2] == ["lvs", "-a"]:
+            return (0, lvs_rows(int(free_gib * 2**30)))
+        snap = system.lvs.get(argv[-1], {})
+        if argv[0] == "lvs" and argv[-1].endswith(".amdisc") and snap:
+            snap["lv_size"] = f"{took.get(argv[-1].split('/')[1][:-7], 2**28)}B"
+        return inner(argv)
+    system.inject = answer
     found.discover([], spindle=False)
-    # vm1 and vm2 hold DLEs; each probe snapshot took 1 GiB (what the host's lvs said of it)
     [c] = found.capacity(maxdumps)
+    need = {1: 2**30, 2: 2**30 + 2**29}[min(2, maxdumps)]     # the largest first
     assert (c["vg"], c["snapshots"], c["at_once"]) == ("data0", 2, min(2, maxdumps))
-    assert c["need_bytes"] == min(2, maxdumps) * 2**30 and c["free_bytes"] == int(free_gib * 2**30)
+    assert c["need_bytes"] == need and c["free_bytes"] == int(free_gib * 2**30)
     line = found.disklist("snaplayers-amgtar", maxdumps).splitlines()[1]
     assert line == (f"# capacity, maxdumps {maxdumps}: VG data0: {free_gib * 1024:.1f} MiB free; 2 snapshot(s) "
                     f"at size 20%ORIGIN, the {min(2, maxdumps)} largest at once take "
-                    f"{min(2, maxdumps) * 1024:.1f} MiB: {verdict}")
+                    f"{need / 2**20:.1f} MiB: {verdict}")
+
+
+def failing(world, when, reply=(1, "")):
+    system, runner, found = world
+    inner = system.inject
+    system.inject = lambda argv: reply if when(argv) else inner(argv)
+    found.discover([], spindle=False)
+    return system, found, {s.where: s.why for s in found.skipped}
+
+
+def nothing_left(system, tmp_path):
+    assert not [n for n in system.lvs if n.endswith(".amdisc")]
+    assert system.arrays == {} and system.mappings == {} and system.crypts == {}
+    assert not any(on for lvs in system.guest_lvs.values() for on in lvs.values())
+    assert not [n for n in os.listdir(tmp_path / "state") if n.endswith(".json")]
+
+
+def test_a_command_that_fails_on_what_the_guest_wrote_is_a_skip_and_the_rest_goes_on(world, tmp_path):
+    system, found, why = failing(world, lambda argv: argv[0] == "partx" and "--nr" not in argv
+                                 and argv[-1].startswith("/dev/md"))
+    assert "partx --raw --noheadings --output NR,START,SECTORS /dev/md" in why["data0/vm1/raid1"], why
+    assert [f.device for f in found.found] == [f"{BASE}/lvm=data0+vm2,part=1,luks=k1"]
+    nothing_left(system, tmp_path)
+
+
+def test_a_table_changed_between_two_snapshots_is_a_skip_not_a_failed_run(world, tmp_path):
+    """The guest rewrote partition 2 after the first snapshot: the second guest LV's new one
+    has none."""
+    system, runner, found = world
+    inner = system.inject
+
+    def rewritten(argv):
+        if argv[0] == "partx" and "--nr" in argv and argv[-2] == "2" and commands(found, "vgimportclone"):
+            return (1, "")
+        return inner(argv)
+    system.inject = rewritten
+    found.discover([], spindle=False)
+    why = {s.where: s.why for s in found.skipped}
+    assert "has no partition 2" in why["data0/vm1/raid1/part=2"], why
+    devices = sorted(f.device for f in found.found)
+    assert devices == [f"{BASE}/lvm=data0+vm1,raid1,part=1", f"{BASE}/lvm=data0+vm1,raid1,part=2,vg=vg0+root",
+                       f"{BASE}/lvm=data0+vm2,part=1,luks=k1"]
+    nothing_left(system, tmp_path)
+
+
+def test_overlapping_or_too_many_partitions_are_not_walked(world, tmp_path):
+    system, found, why = failing(world, lambda argv: argv[0] == "partx" and "--nr" not in argv,
+                                 (0, "1 2048 262144\n2 4096 262144\n"))
+    assert why["data0/vm2"] == "partitions 1 and 2 of its gpt table overlap", why
+    assert found.found == [] and not commands(found, "dmsetup", "create")
+    nothing_left(system, tmp_path)
+    rows = "".join(f"{n} {2048 * n} 2048\n" for n in range(1, 34))
+    system, found, why = failing(world, lambda argv: argv[0] == "partx" and "--nr" not in argv, (0, rows))
+    assert why["data0/vm2"] == "a gpt table of 33 partitions, more than 32", why
+
+
+def test_a_walk_that_fans_out_stops_at_its_limit(world, tmp_path, monkeypatch):
+    from snaplayers import discover
+    monkeypatch.setattr(discover, "MAX_PROBES", 3)
+    system, runner, found = world
+    found.discover([], spindle=False)
+    why = {s.where: s.why for s in found.skipped}
+    assert why["data0/vm1/raid1/part=2"].startswith("not probed: this LV's walk reached its limit"), why
+    assert [f.device for f in found.found if f.origin == "data0/vm1"] == [f"{BASE}/lvm=data0+vm1,raid1,part=1"]
+    nothing_left(system, tmp_path)
+
+
+def test_only_plain_guest_lvs_are_activated(world, tmp_path):
+    system, runner, found = world
+    inner = system.inject
+
+    def typed(argv):
+        if argv[0] == "lvs" and "--config" in argv and argv[-1] == "vg0":
+            code, out = system._cmd_lvs(argv[1:])
+            out = out.replace("LVM2_LV_NAME='var' LVM2_LV_ATTR='-wi", "LVM2_LV_NAME='var' LVM2_LV_ATTR='Vwi")
+            # var: a thin LV of the guest's own pool; swap: a plain-looking LV of segment type raid1
+            return code, "".join(line.replace("'linear'", "'raid1'") if "'swap'" in line else line
+                                 for line in out.splitlines(keepends=True))
+        return inner(argv)
+    system.inject = typed
+    found.discover([], spindle=False)
+    why = {s.where: s.why for s in found.skipped}
+    assert why["data0/vm1/raid1/part=2/vg=vg0+var"].startswith("a guest LV of type linear (lv_attr Vwi"), why
+    assert why["data0/vm1/raid1/part=2/vg=vg0+swap"].startswith("a guest LV of type raid1 (lv_attr -wi"), why
+    assert not [a for a in commands(found, "lvchange") if a[-1].endswith(("/var", "/swap"))]
+    nothing_left(system, tmp_path)
+
+
+def test_a_luks2_header_with_tokens_is_never_opened(world, tmp_path, monkeypatch):
+    from snaplayers import discover
+
+    def tokens(args):
+        raise helper.Refused(f"{args[0]!r}: its LUKS2 header has tokens (1)")
+    monkeypatch.setattr(discover, "_guard_luks", tokens)
+    system, runner, found = world
+    found.discover([], spindle=False)
+    why = {s.where: s.why for s in found.skipped}
+    assert "not opened" in why["data0/vm2/part=1"] and "tokens" in why["data0/vm2/part=1"], why
+    assert not commands(found, "cryptsetup")
+    nothing_left(system, tmp_path)
+
+
+def test_a_signal_lets_the_running_command_finish_and_every_probe_is_torn_down(world, tmp_path):
+    from snaplayers.discover import Interrupt, ProbeRunner
+    from snaplayers.run import ScriptedRunner
+    system, _, found = world
+    stop = Interrupt()
+
+    class Scripted(ProbeRunner):            # the real ProbeRunner, answered by the simulator
+        _spawn = ScriptedRunner._spawn
+        answer = staticmethod(system.answer)
+    found.runner, found.stacks = Scripted(stop), Scripted(stop, policy=found.stacks.policy)
+    inner = system.inject
+    seen = []
+
+    def signal_during(argv):
+        if argv[0] == "mdadm" and argv[1] == "--assemble":
+            stop.signal()                   # Ctrl-C while mdadm runs: it is not cut short
+            seen.append("assemble")
+        return inner(argv)
+    system.inject = signal_during
+    with pytest.raises(KeyboardInterrupt):
+        found.discover([], spindle=False)
+    assert seen == ["assemble"] and commands(found, "mdadm", "--stop")
+    stop.signal()                           # a second signal while tearing down changes nothing
+    nothing_left(system, tmp_path)
+
+
+def test_a_probe_command_runs_in_a_session_of_its_own(tmp_path):
+    """A Ctrl-C at the terminal goes to the foreground process group: never to the LVM or
+    mdadm command discover runs, which must finish (an origin could stay suspended)."""
+    from snaplayers.discover import Interrupt, ProbeRunner
+    out = ProbeRunner(Interrupt()).run(["sh", "-c", "cut -d' ' -f6 /proc/$$/stat"]).stdout
+    assert int(out) != os.getsid(0)

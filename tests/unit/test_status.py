@@ -77,7 +77,7 @@ def test_json_names_the_forms_of_every_kernel_object_name(tmp_path, capsys, monk
     assert out["names"] == {"dm_prefix": "snaplayers-", "guest_vg_prefix": "snaplayers_",
                             "md_prefix": "snaplayers-", "md_link_prefix": "/dev/md/snaplayers-",
                             "snapshot_suffix": ".amsnap", "mount_base": None,
-                            "discover_suffix": ".amdisc", "discover_state_dir": "/run/snaplayers/discover"}
+                            "discover_suffix": ".amdisc", "discover_state_dir": "/var/lib/snaplayers/discover"}
 
 
 def test_json_takes_the_suffix_and_mount_base_from_the_installed_helper(tmp_path, capsys, monkeypatch):
