@@ -121,7 +121,7 @@ def fixture_up(args, config: Config, steps) -> int:
     from .fixture import Testbed, new_prefix
     from .images import node
     from .lifecycle import Lifecycle
-    from .topology import default
+    from .fixture.topology import default
     client = connect(config, steps)
     image = node(client, config, steps)
     try:
@@ -163,7 +163,7 @@ def _client_for(live):
 def fixture_down(args, config: Config, steps) -> int:
     from .fixture import Testbed
     from .lifecycle import Lifecycle
-    from .topology import default
+    from .fixture.topology import default
     live = _live()
     left = Lifecycle(Testbed(_client_for(live), live["image"], default(live["prefix"]), steps)).down()
     os.unlink(live_path())
@@ -198,9 +198,9 @@ def fixture_shell(args, config: Config, steps) -> int:
 
 def fixture_backup(args, config: Config, steps) -> int:
     from .amanda import Amanda
-    from .backup import dump_while_writing, table, verify
+    from .amanda.backup import dump_while_writing, table, verify
     from .fixture import Testbed
-    from .topology import default
+    from .fixture.topology import default
     live = _live()
     tb = Testbed(_client_for(live), live["image"], default(live["prefix"]), steps)
     am = Amanda(tb, config.logs)

@@ -17,7 +17,7 @@ class Lifecycle:
     verify. On any failure, `failed` is told, the testbed is destroyed and the error goes on.
     down(): destroy, once; returns what is still there (the leak check).
 
-    What each step guarantees is in its docstring in fixture.py: destroy runs on any state;
+    What each step guarantees is in its docstring in fixture/__init__.py: destroy runs on any state;
     create and converge run once, on what the step before made; verify changes nothing."""
 
     def __init__(self, testbed: Testbed, first: Sequence[Testbed] = (),

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from testbed.topology import default
+from testbed.fixture.topology import default
 
 
 @pytest.fixture(scope="session")

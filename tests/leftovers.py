@@ -3,7 +3,7 @@ look for is what the installed plugin says its names are (`snaplayers status --j
 
 import json
 
-from testbed.topology import MOUNT_BASE
+from testbed.fixture.topology import MOUNT_BASE
 
 # LVM's own records of a VG: metadata backups and archives, the devices file, the scan hints
 LVM_TRACES = ("ls /etc/lvm/backup /etc/lvm/archive /etc/lvm/devices 2>/dev/null; "

@@ -15,7 +15,7 @@ from ..debian import KERNELS, Apt, mmdebstrap, need
 from ..progress import Steps
 from ..run import run
 
-GUEST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "guest")
+GUEST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guest")
 ENGINE_SUITE = "bookworm"
 ENGINE_PACKAGES = ["docker.io", "kmod", "iproute2", "openssh-server", "e2fsprogs", "procps",
                    "util-linux", "iptables", "ca-certificates"]
@@ -91,7 +91,7 @@ def _initrd(art: cache.Artifact, version: str) -> None:
 
 
 def root_disk(kernel: cache.Artifact, archive: str, steps: Steps) -> cache.Artifact:
-    """root.img: ext4, Debian with dockerd, the kernel's modules and the files of testbed/guest."""
+    """root.img: ext4, Debian with dockerd, the kernel's modules and the files of testbed/engine/guest."""
     art = cache.Artifact("engine-root", cache.key(_recipe(), kernel.dir))
     with steps.step(f"engine root disk ({ENGINE_SUITE}, dockerd)", cached=art.done):
         if art.done:

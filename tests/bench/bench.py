@@ -29,14 +29,14 @@ sys.path.insert(0, HERE)
 import startup  # noqa: E402
 
 from testbed.amanda import Amanda, ok_dumps  # noqa: E402
-from testbed.backup import dump_while_writing, verify  # noqa: E402
+from testbed.amanda.backup import dump_while_writing, verify  # noqa: E402
 from testbed.config import Config  # noqa: E402
 from testbed.engine.vm import VmEngine  # noqa: E402
 from testbed.fixture import Testbed, new_prefix, plugin_names  # noqa: E402
 from testbed.images import node  # noqa: E402
 from testbed.lifecycle import Lifecycle  # noqa: E402
 from testbed.progress import Steps  # noqa: E402
-from testbed.topology import MOUNT_BASE, default, scaling  # noqa: E402
+from testbed.fixture.topology import MOUNT_BASE, default, scaling  # noqa: E402
 
 OUT = os.path.join(HERE, "results.json")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))

@@ -6,8 +6,8 @@ import re
 import pytest
 
 from testbed.amanda import BROKEN, CLIENT, NO_ROOM, ok_dumps
-from testbed.topology import WRONG_KEY
-from testbed.backup import dump_while_writing, table, verify
+from testbed.fixture.topology import WRONG_KEY
+from testbed.amanda.backup import dump_while_writing, table, verify
 
 from figures import record
 

@@ -1,7 +1,7 @@
 """Faults through the real Amanda: amdump killed after PRE-DLE-BACKUP, a snapshot
 that overflows while Amanda dumps (and amcheck runs), the guest's iSCSI session dropped and restored, the storage
 host's container restarted in the middle of a dump. Every fault happens while the dump is held
-right after snaplayers' PRE-DLE-BACKUP (testbed/scripts/script-testbed-hold), so it lands at
+right after snaplayers' PRE-DLE-BACKUP (testbed/amanda/script-testbed-hold), so it lands at
 the same point every run. Amanda must report a failed dump, never an OK one made from a bad
 snapshot, and the next run must work and restore byte for byte."""
 

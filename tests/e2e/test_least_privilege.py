@@ -13,7 +13,7 @@ from figures import record
 from leftovers import nothing_left, plugin_status
 
 from testbed.amanda import CLIENT
-from testbed.topology import MOUNT_BASE
+from testbed.fixture.topology import MOUNT_BASE
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,7 @@ import secrets
 import pytest
 
 from testbed.fixture import script
-from testbed.iscsid import ensure_iscsid
+from testbed.fixture.iscsid import ensure_iscsid
 
 pytestmark = pytest.mark.integration
 

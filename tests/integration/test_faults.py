@@ -7,7 +7,7 @@ import shlex
 
 import pytest
 
-from testbed.topology import MOUNT_BASE
+from testbed.fixture.topology import MOUNT_BASE
 
 pytestmark = pytest.mark.integration
 

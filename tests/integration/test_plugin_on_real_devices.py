@@ -8,7 +8,7 @@ import json
 import pytest
 
 from leftovers import nothing_left, plugin_status
-from testbed.topology import MOUNT_BASE
+from testbed.fixture.topology import MOUNT_BASE
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from figures import record
 from leftovers import nothing_left, plugin_status
 from test_faults import as_backup, compare
-from testbed.topology import MOUNT_BASE
+from testbed.fixture.topology import MOUNT_BASE
 
 pytestmark = pytest.mark.integration
 

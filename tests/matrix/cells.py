@@ -4,7 +4,7 @@ side, and cells with the same kernel share that kernel's engine, one cell after 
 a build error) is a failed row with its reason; it never stops the other cells.
 
 One cell runs Amanda as Zmanda's RPMs lay it out (user amandabackup, /usr/libexec/amanda),
-rebuilt from Debian's source (testbed/zmanda.py): bookworm on 6.12, where Debian's own layout is
+rebuilt from Debian's source (testbed/images/zmanda.py): bookworm on 6.12, where Debian's own layout is
 already proven by bookworm on 6.1 (the default cell, `make test`).
 
 MATRIX_CELLS="bookworm/6.1 trixie/6.12 bullseye/6.1/zmanda" picks cells (suite/kernel[/layout]);

@@ -9,7 +9,7 @@ import docker.errors
 import pytest
 
 from testbed.amanda import Amanda
-from testbed.topology import default
+from testbed.fixture.topology import default
 
 
 def archive(top: str, files: dict) -> list:

@@ -181,7 +181,7 @@ def test_a_missing_image_is_missing_and_an_engine_that_fails_is_an_error():
 
 
 def test_an_iscsid_the_engine_cannot_say_is_not_started_again():
-    from testbed.iscsid import ensure_iscsid
+    from testbed.fixture.iscsid import ensure_iscsid
 
     class Client:
         class containers:
@@ -210,7 +210,7 @@ def test_the_command_line_says_an_engine_error_and_exits_1(monkeypatch, capsys):
 # -- what verify() restores ---------------------------------------------------------------------
 def test_a_dle_is_restored_from_its_last_level_0_and_what_came_after_it_in_order():
     from testbed.amanda import Dump
-    from testbed.backup import chain
+    from testbed.amanda.backup import chain
 
     def dump(date, level):
         return Dump("h", "d", level, "OK", f"2026-12-0{date} 10:00:00")

@@ -9,13 +9,13 @@ import os
 import shutil
 import tempfile
 
-from . import cache
-from .config import Config
-from .debian import mmdebstrap
-from .progress import Steps
-from .run import TestbedError, run
+from .. import cache
+from ..config import Config
+from ..debian import mmdebstrap
+from ..progress import Steps
+from ..run import TestbedError, run
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGES = os.path.join(ROOT, "images")
 SUITES = ("bullseye", "bookworm", "trixie")
 

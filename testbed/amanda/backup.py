@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List
 
-from .amanda import SERVER, Amanda, Dump
-from .run import TestbedError
+from ..run import TestbedError
+from . import SERVER, Amanda, Dump
 
 
 @dataclass

@@ -14,21 +14,21 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List
 
-from . import cache
-from .run import CommandFailed, TestbedError, run
-from .topology import MOUNT_BASE, WRONG_KEY
+from .. import cache
+from ..fixture.topology import MOUNT_BASE, WRONG_KEY
+from ..run import CommandFailed, TestbedError, run
 
 CONFIG = "TB"
 BROKEN = "TBBROKEN"
 # the plugin's shipped example, read as a file: the testbed knows the plugin only as a user does
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                         "snaplayers", "examples", "amanda.conf")
 SERVER = "amanda"
 CLIENT = "storage0"
 # The example dumptypes, and which variant uses which: both styles are exercised.
 DUMPTYPE = {"lv-ext4": "snaplayers-gnutar"}
 DEFAULT_DUMPTYPE = "snaplayers-amgtar"
-HOLD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "script-testbed-hold")
+HOLD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "script-testbed-hold")
 HOLD_DIR = "/run/testbed-hold"
 # what says why a run failed, kept on the host before the testbed goes: each node's Amanda debug
 # logs and what was still running (a hang shows there, not in a log); the server's run logs too

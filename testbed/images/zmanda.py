@@ -12,11 +12,11 @@ import tempfile
 import urllib.request
 from typing import Sequence
 
-from . import cache
-from .config import Config
-from .debian import Apt, mirror, need
-from .progress import Steps
-from .run import TestbedError, run
+from .. import cache
+from ..config import Config
+from ..debian import Apt, mirror, need
+from ..progress import Steps
+from ..run import TestbedError, run
 
 # named here only: the build chroot and the configure flags use it, images/zmanda/Dockerfile gets it
 # as build arguments; disk: gid 6 on Debian and RHEL alike
