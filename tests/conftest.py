@@ -183,6 +183,11 @@ def pytest_terminal_summary(terminalreporter):
             ("kernel objects leaked", "see errors" if [
                 r for r in stats.get("error", []) if "leaked" in str(r.longrepr)] else
              "0 (leak check passed)" if figures.get("leak checks passed") else "not checked (no testbed)")]
+    # and every other figure a test recorded (what it measured: the thin states, shared
+    # snapshots, discover's time and the room it found), or it is recorded for nobody
+    shown = {"scenarios survived", "bytes compared", "bytes lost", "leak checks passed",
+             *(name for name, _ in rows)}
+    rows += [(key, figures[key]) for key in sorted(figures) if key not in shown]
     terminalreporter.write_sep("=", "snaplayers figures")
     for name, value in rows:
         terminalreporter.write_line(f"  {name:<58} {value}")
