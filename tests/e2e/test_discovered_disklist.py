@@ -43,6 +43,7 @@ def test_discover_prints_the_topologys_disklist_and_amanda_dumps_from_it(amanda)
     assert "snapshot(s) at size 20%ORIGIN, the 4 largest at once take" in capacity, out
     assert capacity.endswith(": enough; thin, from their pool: vol06"), out
     free, need = re.search(r": ([\d.]+) MiB free; .* take ([\d.]+) MiB", capacity).groups()
+    assert 0 < float(need) <= float(free), capacity
     record("discover: MiB free in storage0's VG", float(free))
     record("discover: MiB the 4 largest probe snapshots took at once", float(need))
     # progress on stderr, one line per LV, and the time it all took
