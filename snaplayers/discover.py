@@ -160,12 +160,12 @@ class ProbeHost(Host):
         """The whole disks a block device lies on (sysfs: a partition's disk, a dm or md
         device's legs, down to the bottom)."""
         name = os.path.basename(self.realpath(path))
-        sys = f"/sys/class/block/{name}"
-        slaves = self.listdir(f"{sys}/slaves") if self.exists(f"{sys}/slaves") else []
+        node = f"/sys/class/block/{name}"
+        slaves = self.listdir(f"{node}/slaves") if self.exists(f"{node}/slaves") else []
         if slaves:
             return set().union(*(self.disks(f"/dev/{s}") for s in slaves))
-        if self.exists(f"{sys}/partition"):
-            return {os.path.basename(os.path.dirname(self.realpath(sys)))}
+        if self.exists(f"{node}/partition"):
+            return {os.path.basename(os.path.dirname(self.realpath(node)))}
         return {name}
 
 

@@ -125,10 +125,7 @@ def test_every_filesystem_inside_is_found_and_every_probe_torn_down(world, tmp_p
     assert len(commands(found, "lvcreate")) == 5
     assert len(commands(found, "vgimportclone")) == 3
     # nothing is left: no snapshot, array, mapping, open container or active guest LV, no journal
-    assert not [n for n in system.lvs if n.endswith(".amdisc")]
-    assert system.arrays == {} and system.mappings == {} and system.crypts == {}
-    assert not any(on for lvs in system.guest_lvs.values() for on in lvs.values())
-    assert not [n for n in os.listdir(tmp_path / "state") if n.endswith(".json")]
+    nothing_left(system, tmp_path)
     # read-only towards what is the host's: every device any command names is a probe's own,
     # and every command that makes or removes something names one of ours
     for argv in commands(found):
@@ -153,18 +150,10 @@ def test_the_disklist_names_each_filesystem_where_it_sits(world):
 
 
 def test_a_failed_layer_is_a_skip_with_its_reason_and_the_rest_goes_on(world):
-    system, runner, found = world
-    inner = system.inject
-
-    def no_raid(argv):
-        if argv[:2] == ["mdadm", "--examine"]:
-            return (0, "MD_LEVEL=raid5\nMD_DEVICES=3\n")
-        return inner(argv)
-    system.inject = no_raid
-    found.discover([], spindle=False)
+    system, found, why = failing(world, lambda argv: argv[:2] == ["mdadm", "--examine"],
+                                 (0, "MD_LEVEL=raid5\nMD_DEVICES=3\n"))
     assert [f.device for f in found.found] == [f"{BASE}/lvm=data0+vm2,part=1,luks=k1"]
-    why = {s.where: s.why for s in found.skipped}["data0/vm1/raid1"]
-    assert "raid5" in why, why
+    assert "raid5" in why["data0/vm1/raid1"], why
     assert system.arrays == {} and not [n for n in system.lvs if n.endswith(".amdisc")]
 
 
