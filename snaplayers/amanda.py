@@ -151,8 +151,10 @@ def _call(argv) -> int:
     spec = parse(call.device, settings.mount_base)
     settings.check_device(spec)
     _root_only(settings)
+    from .group import find as find_group
+    group = find_group(settings, spec.format())      # a bad groups file is bad input too
     # Input is valid from here on: only now is anything written (the log, the journal).
-    return _run(call, settings, spec)
+    return _run(call, settings, spec, group)
 
 
 def _root_only(settings) -> None:
@@ -179,11 +181,13 @@ def environment(settings):
     return Runner(settings.sudo, settings.debug), Host()
 
 
-def _run(call, settings, spec) -> int:
+def _run(call, settings, spec, group=None) -> int:
+    import contextlib
     import signal
 
     from . import log, tools
     from .errors import SnapshotInvalid
+    from .group import GroupSet
     from .layers import Context
     from .stack import Stack, dle_id, required_tools
 
@@ -192,8 +196,8 @@ def _run(call, settings, spec) -> int:
 
     logfile = log.start(settings.log_dir, "script-snaplayers")
     logger = log.get("snaplayers")
-    logger.info("%s disk=%s device=%s levels=%s outcome=%s", call.command, call.disk,
-                call.device, call.levels, call.outcome)
+    logger.info("%s disk=%s device=%s levels=%s outcome=%s timestamp=%s", call.command, call.disk,
+                call.device, call.levels, call.outcome, call.timestamp)
 
     def interrupted(signum, frame):
         raise KeyboardInterrupt     # unwinds a half-built stack on SIGTERM/SIGHUP too
@@ -204,15 +208,27 @@ def _run(call, settings, spec) -> int:
     ctx = Context(runner, host, settings,
                   dle_id(call.config or "", call.host or "", disk))
     stack = Stack(ctx, call.config or "", call.host or "", disk)
+    sets = GroupSet(ctx, group, call.config or "", call.host or "") if group else None
     try:
-        with stack.lock():
+        with stack.lock(), sets.lock() if sets else contextlib.nullcontext():
             if call.command in SETUP:
-                mountpoint = stack.setup(spec)
+                try:
+                    if sets:
+                        sets.ensure(call.command, call.timestamp, spec.format())
+                    mountpoint = stack.setup(spec)
+                except BaseException:
+                    if sets:        # it will not be torn down: the set must not wait for it
+                        sets.done(call.command, spec.format(), quiet=True)
+                    raise
                 logger.info("up: %s (log %s)", mountpoint, logfile)
                 if call.command != "PRE-DLE-AMCHECK":
                     sys.stdout.write(f"PROPERTY directory {mountpoint}\n")
             else:
-                done = stack.teardown()
+                try:
+                    done = stack.teardown()
+                finally:
+                    if sets:        # what this DLE read is judged above, not by the set's end
+                        sets.done(call.command, spec.format(), quiet=True)
                 logger.info("torn down" if done else "nothing recorded to tear down")
                 if call.command == "POST-DLE-BACKUP" and stack.torn_down is not None:
                     _date_incrementals(call, settings, disk, stack.torn_down)

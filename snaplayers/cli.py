@@ -300,6 +300,10 @@ def cmd_cleanup(args) -> int:
             print(f"FAILED: {data['disk']}: {' '.join(str(err).split())}")
         finally:
             stack.ctx.runner.close()
+    if not any(str((data or {}).get("disk", "")).startswith("group ") for _, data in _journals(args)):
+        from .group import state_files      # a group's set is gone with its journals
+        for path in state_files(state_dir):
+            os.unlink(path)
     print(f"cleanup: {cleaned} torn down, {failed} failed" + (f", {busy} in use" if busy else ""))
     return 1 if failed else 0
 

@@ -71,7 +71,15 @@ def compile_policy(mount_base: str, suffix: str = DEFAULT_SUFFIX,
     # (it starts for every command the plugin runs: a small policy is a fast start)
     return {"mount_base": mount_base, "snap_suffix": suffix, "key_dir": key_dir,
             "devices": vals["DEV"], "names": {k: vals[k] for k in sorted(used)},
-            "tools": {rule[0]: tools.path(rule[0]) for rule in rules}, "rules": rules}
+            "tools": {name: tools.path(name) for name in _tools(rules)}, "rules": rules}
+
+
+def _tools(rules) -> list[str]:
+    """The programs the rules run; the helper's own commands run theirs."""
+    names = {rule[0] for rule in rules}
+    if helper.SET in names:
+        names = (names - {helper.SET}) | set(helper.SET_TOOLS)
+    return sorted(names)
 
 
 def admitted(argv, policy: dict) -> bool:

@@ -13,6 +13,7 @@ DEFAULT_LOG_DIR = "/var/log/amanda/snaplayers"
 DEFAULT_SUFFIX = ".amsnap"
 DEFAULT_SIZE = "20%ORIGIN"
 DEFAULT_STALE_SECONDS = 43200   # a nightly dump of a large DLE can take hours
+DEFAULT_GROUPS = "/etc/snaplayers/groups"   # root's: which LVs hold one instant (snaplayers.group)
 DEFAULT_KEY_DIR = "/etc/snaplayers/keys"   # luks=<key> opens with <key-dir>/<key>.key, read by root
 DEFAULT_GNUTAR_LISTDIR = "/var/lib/amanda/gnutar-lists"     # Debian's and Zmanda's gnutar-list-dir
 DEFAULT_INCREMENTAL_MARGIN = 300    # clock skew between the VM that stamps mtimes and this host
@@ -49,6 +50,7 @@ class Settings(Record):
     state_dir: str = DEFAULT_STATE_DIR
     log_dir: str = DEFAULT_LOG_DIR
     key_dir: str = DEFAULT_KEY_DIR
+    groups: str = DEFAULT_GROUPS
     gnutar_listdir: str = DEFAULT_GNUTAR_LISTDIR
     incremental_margin: int = DEFAULT_INCREMENTAL_MARGIN
     sudo: str = "auto"
@@ -60,6 +62,7 @@ class Settings(Record):
         devicefield.check_path("state-dir", self.state_dir)
         devicefield.check_path("log-dir", self.log_dir)
         devicefield.check_path("key-dir", self.key_dir)
+        devicefield.check_path("groups", self.groups)
         devicefield.check_path("gnutar-listdir", self.gnutar_listdir)
         check_suffix(self.snap_suffix)
         if not _SIZE.match(self.size):
@@ -138,6 +141,9 @@ PROPERTIES = {
                                           "status, duration and stderr"),
     "key-dir": Property("key_dir", _text, "luks=<key> opens with <key-dir>/<key>.key "
                                           "(readable by root only)"),
+    "groups": Property("groups", _text, "a root-owned file, one group per line: a name, then "
+                                        "the device fields of DLEs whose LVs are snapshotted at "
+                                        "one instant (a VM's disks)"),
     "gnutar-listdir": Property("gnutar_listdir", _text,
                                "the client's gnutar-list-dir (or amgtar's GNUTAR-LISTDIR): "
                                "where the listed-incremental files to date back are"),

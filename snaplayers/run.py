@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from . import log as debug_log
 from . import tools
 from .errors import CommandFailed
-from .helper import ENV, REFUSED    # a refusal fails the command whatever statuses it accepts
+from .helper import ENV, REFUSED, SET    # a refusal fails the command whatever its accepted statuses
 from .record import Record
 
 log = debug_log.get("snaplayers.run")
@@ -55,7 +55,7 @@ class Runner:
         # -n: a password prompt is an error, never a hang; the helper finds the tool itself
         if self.use_sudo:
             return [tools.path("sudo"), "-n", self.helper, *argv]
-        return [tools.path(argv[0]), *argv[1:]]
+        return [argv[0] if argv[0] == SET else tools.path(argv[0]), *argv[1:]]
 
     def run(self, argv: Sequence[str], accept: Sequence[int] = (0,)) -> Result:
         full = self.argv(argv)
@@ -87,6 +87,8 @@ class Runner:
     def _spawn(self, full: list[str]) -> Result:
         if self.use_sudo:
             return self._through_helper(full)
+        if full[0] == SET:      # the helper's own command, carried out here as it would
+            return self._builtin(full)
         try:
             proc = subprocess.run(full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, env=ENV, text=True,
@@ -96,6 +98,14 @@ class Runner:
             return Result(full, 127, "", str(err))
         return Result(full, proc.returncode, proc.stdout, proc.stderr)
 
+    def _builtin(self, full: list[str]) -> Result:
+        from .helper import Refused, SET_TOOLS, run_builtin
+        policy = self.policy or {"tools": {t: tools.path(t) for t in SET_TOOLS}}
+        try:
+            code, out, err = run_builtin(policy, full)
+        except Refused as err:
+            return Result(full, REFUSED, "", f"refused: {err}")
+        return Result(full, code, out, err)
 
     def _through_helper(self, full: list[str]) -> Result:
         """The argv goes to the helper that sudo started once for this call; its answer comes

@@ -198,7 +198,7 @@ def fixture_shell(args, config: Config, steps) -> int:
 
 def fixture_backup(args, config: Config, steps) -> int:
     from .amanda import Amanda
-    from .amanda.backup import dump_while_writing, table, verify
+    from .amanda.backup import dump_while_writing, group_skew, table, verify
     from .fixture import Testbed
     from .fixture.topology import default
     live = _live()
@@ -218,8 +218,12 @@ def fixture_backup(args, config: Config, steps) -> int:
     print(steps.summary())
     print("\nDLE results (restored from Amanda, compared with the guest's sha256 manifest):")
     print(table(results))
+    skew = group_skew(results, tb.topo)
+    for name, records in skew.items():
+        print(f"  group {name}: its disks' restored logs differ by {records} record(s) "
+              f"({'one instant' if records <= 1 else 'NOT one instant'})")
     print("\n" + shell_hints(tb.topo))
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if all(r.ok for r in results) and all(n <= 1 for n in skew.values()) else 1
 
 
 FIXTURE = {"backup": fixture_backup, "up": fixture_up, "down": fixture_down, "status": fixture_status, "shell": fixture_shell}

@@ -199,6 +199,17 @@ HAND = [
     ["mount", "-t", "ext4", "-o", "ro,nosuid,nodev,noexec,journal_dev=2049", SNAP, "{base}/lvm=a+b"],
     ["mount", "-t", "xfs", "-o", "ro,nosuid,nodev,noexec,nouuid,logdev=/dev/sda", SNAP, "{base}/lvm=a+b"],
     ["umount", "--lazy", "{base}/lvm=a+b"], ["mkdir", "{base}/lvm=a+b\n"],
+    # a group's snapshot-set: another suffix (LVM's own names), one origin, LVM's own LVs,
+    # sizes that fill the VG, extra arguments, more than 8 origins (an origin given twice, a
+    # snapshot or pool as an origin: the helper's own check, on the disk; test_group)
+    ["snapshot-set", "--suffix", "_tdata", "--size", "20%ORIGIN", "{vg}/vol00", "{vg}/vol01"],
+    ["snapshot-set", "--suffix", "", "--size", "20%ORIGIN", "{vg}/vol00", "{vg}/vol01"],
+    ["snapshot-set", "--suffix", ".amsnap", "--size", "20%ORIGIN", "{vg}/vol00"],
+    ["snapshot-set", "--suffix", ".amsnap", "--size", "20%ORIGIN", "{vg}/vol00", "{vg}/tbpool_tdata"],
+    ["snapshot-set", "--suffix", ".amsnap", "--size", "100%FREE", "{vg}/vol00", "{vg}/vol01"],
+    ["snapshot-set", "--suffix", ".amsnap", "--size", "20%ORIGIN", "{vg}/vol00", "{vg}/vol01", "--force"],
+    ["snapshot-set", "--suffix", ".amsnap", "--size", "20%ORIGIN", "{vg}/vol00", "{vg}/vol01 {vg}/vol02"],
+    ["snapshot-set", "--suffix", ".amsnap", "--size", "20%ORIGIN", *[f"{{vg}}/v{i}" for i in range(9)]],
 ]
 
 
@@ -233,6 +244,7 @@ OWN = [
      f"snaplayers-{ID}-3c"],
     ["vgimportclone", "--config", lvmconf(MAP), "--basevgname", "snaplayers_" + ID, MAP],
     ["lvchange", "--config", lvmconf(MAP), "--activate", "y", "snaplayers_" + ID + "/root"],
+    ["snapshot-set", "--suffix", ".amsnap", "--size", "20%ORIGIN", "{vg}/vol00", "{vg}/vol01"],
 ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from .. import log as debug_log
+from ..helper import SET
 from ..device import LV_RESERVED, LV_RESERVED_PREFIX, dm_name
 from ..errors import SnapshotInvalid
 from . import Layer, parse_nameprefixes
@@ -18,11 +19,12 @@ _NOT_AN_ORIGIN = set("sStdepIilv")
 # lv_attr[8], health, of a thin LV or pool that no longer reads as it was written
 THIN_FAILED = set("FMXp")
 THIN_HEALTH = "F failed, M metadata read-only, X unknown, p a PV missing"
+MAX_SET = 8             # origins in one snapshot-set (a group: a VM's disks)
 
 
 class LvSnapshot(Layer):
     kind = "lvm"
-    tools = ("lvs", "lvcreate", "lvremove")
+    tools = ("lvs", "lvcreate", "lvremove", "dmsetup")     # dmsetup: a group's snapshot-set
     names = {
         # an LV of the host's own, never one LVM makes inside a pool, raid or snapshot
         "ORIGIN": f"(?!{'|'.join(LV_RESERVED_PREFIX)})(?!.*(?:{'|'.join(LV_RESERVED)})){{NAME}}",
@@ -37,6 +39,9 @@ class LvSnapshot(Layer):
         ("lvcreate", "--snapshot", "--name", "{SNAPSHOT}", "--setactivationskip", "n",
          "{NAME}/{ORIGIN}"),
         ("lvremove", "--yes", "{NAME}/{SNAPSHOT}"),
+        # a group's snapshots at one instant: the helper suspends, snapshots and resumes itself
+        *((SET, "--suffix", "{SUFFIX}", "--size", "(?:{SIZE}|{EXTENTS})", *["{NAME}/{ORIGIN}"] * n)
+          for n in range(2, MAX_SET + 1)),
     )
 
     @classmethod
@@ -72,7 +77,8 @@ class LvSnapshot(Layer):
         if origin.get("origin") or attr[:1] in _NOT_AN_ORIGIN:
             raise self.fail(f"{where} is not an origin volume (lv_attr {attr}, "
                             f"origin {origin.get('origin') or '-'}); snapshots are not snapshotted")
-        self.rec["thin"] = origin.get("segtype") == "thin"
+        # in a set, a thin origin's snapshot is copy-on-write too (helper.snapshot_set says why)
+        self.rec["thin"] = origin.get("segtype") == "thin" and not self.rec.get("in_set")
         if not self.rec["thin"]:        # a thin snapshot takes its room from the pool, later
             self._check_room(origin)
         if self.lvs(self.rec["snapshot"]) is not None:
@@ -161,6 +167,30 @@ class LvSnapshot(Layer):
         if pool.get("lv_attr", "")[8:9] == "D":
             log.info("thin pool %s/%s is out of data space: the VM's writes fail, the snapshot "
                      "is whole", self.rec["vg"], pool_name)
+
+
+def take_set(layers: list[LvSnapshot], checkpoint) -> None:
+    """Several origins' snapshots at one instant, in one helper command; each layer's own
+    checks before and after, as Layer.setup() does for one."""
+    for layer in layers:
+        layer.rec["in_set"] = True
+        layer._pre_setup()
+    for layer in layers:
+        layer.rec["state"] = "creating"
+    checkpoint()
+    suffix = layers[0].ctx.settings.snap_suffix
+    if any(layer.rec["snapshot"] != layer.rec["origin"] + suffix for layer in layers):
+        raise layers[0].fail("a set's snapshots are named <lv><suffix>")
+    res = layers[0].run(SET, "--suffix", suffix, "--size", layers[0].rec["size"],
+                        *(f"{layer.rec['vg']}/{layer.rec['origin']}" for layer in layers))
+    held = re.search(r"origins held ([0-9.]+) s", res.stdout)
+    for layer in layers:
+        layer._post_setup()
+        layer.rec["state"] = "up"
+        if held:
+            layer.rec["set_held_seconds"] = float(held.group(1))
+    log.info("snapshot-set of %d origins: their I/O held %s s", len(layers),
+             held.group(1) if held else "?")
 
 
 # LVM's size units: powers of 1024 whatever the case; s is a 512-byte sector

@@ -30,6 +30,7 @@ DUMPTYPE = {"lv-ext4": "snaplayers-gnutar"}
 DEFAULT_DUMPTYPE = "snaplayers-amgtar"
 HOLD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "script-testbed-hold")
 HOLD_DIR = "/run/testbed-hold"
+GROUPS = "/etc/snaplayers/groups"      # the plugin's default groups file
 # what says why a run failed, kept on the host before the testbed goes: each node's Amanda debug
 # logs and what was still running (a hang shows there, not in a log); the server's run logs too
 KEPT = ["/var/log/amanda", "/tmp/testbed-ps.txt", "/tmp/testbed-dmesg.txt"]
@@ -263,7 +264,9 @@ class Amanda:
             "/etc/amanda/amanda-client.conf": (f'conf "{CONFIG}"\nindex_server "{self.server}"\n'
                                                f'tape_server "{self.server}"\nauth "bsdtcp"\n', 0o644, "root"),
             # the fault tier's hold script, next to the plugin in Amanda's application dir
-            f"{layout.application_dir}/script-testbed-hold": (open(HOLD).read(), 0o755, "root")})
+            f"{layout.application_dir}/script-testbed-hold": (open(HOLD).read(), 0o755, "root"),
+            # a VM's disks that hold one instant, as the admin lists them for the plugin
+            GROUPS: (self.topo.groups_file(CLIENT), 0o644, "root")})
         self.tb.exec(CLIENT, ["sh", "-c", f"mkdir -p {HOLD_DIR} && chown {layout.user}:{layout.group} {HOLD_DIR} && "
                                           "(pgrep -x inetd >/dev/null || /usr/sbin/inetd)"])
 

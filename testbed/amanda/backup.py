@@ -39,7 +39,9 @@ def dump_while_writing(am: Amanda, only=()) -> float:
     estimates' snapshots hold is thrown away, and the writers' I/O tripled each of the
     estimate phase's serial script calls (measured: ~24 s each with them, ~8 s without)."""
     tb = am.tb
-    writers = tb.python("guest0", "guest.py", "writers-start", {"logs": list(live_logs(tb, only).values())})
+    logs = live_logs(tb, only)
+    pairs = [[logs[n] for n in names] for names in tb.topo.groups.values() if set(names) <= set(logs)]
+    writers = tb.python("guest0", "guest.py", "writers-start", {"logs": list(logs.values()), "pairs": pairs})
     pids = [str(pid) for pid in writers["pids"].values()]
     outcome: Dict[str, object] = {}
 
@@ -108,6 +110,14 @@ def verify(am: Amanda, how: str = "amfetchdump", only=None) -> List[DleResult]:
         if not r.log_ok:
             r.why += f" live log: {seen[n]['why']}"
     return [results[n] for n in names]
+
+
+def group_skew(results: List[DleResult], topo) -> Dict[str, int]:
+    """Per group of a VM's disks: how far apart their restored live logs are, in records. One
+    writer appends each record to all of them: one instant leaves at most the one in flight."""
+    records = {r.disk: r.log_records for r in results if r.log_ok}
+    return {name: max(records[n] for n in names) - min(records[n] for n in names)
+            for name, names in topo.groups.items() if all(n in records for n in names)}
 
 
 def chain(dumps: List[Dump]) -> List[Dump]:

@@ -7,7 +7,7 @@ import pytest
 
 from testbed.amanda import BROKEN, CLIENT, NO_ROOM, ok_dumps
 from testbed.fixture.topology import WRONG_KEY
-from testbed.amanda.backup import dump_while_writing, table, verify
+from testbed.amanda.backup import dump_while_writing, group_skew, table, verify
 
 from figures import record
 
@@ -59,9 +59,30 @@ def test_level0_dump_restores_byte_exact_while_the_guest_writes_in_parallel(aman
     report = amanda.report()
     assert "FAILED" not in report and "STRANGE" not in report, report
     # inparallel/maxdumps 4: this run's stacks for different DLEs were up at the same time
-    assert_parallel(amanda, sorted(plugin_logs(amanda) - before))
+    logs = sorted(plugin_logs(amanda) - before)
+    assert_parallel(amanda, logs)
     results = verify(amanda)
     assert all(r.ok for r in results), table(results) + "\n" + amanda.client_log("")
+    assert_one_instant(amanda, logs, results)
+
+
+def assert_one_instant(amanda, logs, results):
+    """The VM's two disks (one group): the estimates and the dumps each read one set of
+    snapshots, made by one snapshot-set, and the disks' restored logs, written record by
+    record to both while Amanda dumped, differ by at most the record in flight."""
+    [(group, members)] = amanda.topo.groups.items()
+    skew = group_skew(results, amanda.topo)[group]
+    record(f"group {group}: records its disks' restores differ by", skew)
+    assert skew <= 1, table(results)
+    lvs = [amanda.topo.variant(n).legs[0].lv for n in members]
+    out = amanda.tb.exec(CLIENT, ["sh", "-c", "grep -h -E 'snapshot-set|^.*lvcreate ' "
+                                              + " ".join(logs) + "; true"])
+    sets = [ln for ln in out.splitlines() if " snapshot-set " in ln and all(f"/{lv}" in ln for lv in lvs)]
+    assert len(sets) == 2, f"one set for the estimates, one for the dumps:\n{out}"
+    assert not [ln for ln in out.splitlines() if re.search(rf"lvcreate .*/({'|'.join(lvs)})$", ln)], out
+    held = [float(h) for h in re.findall(r"snapshot-set of \d+ origins: their I/O held ([0-9.]+) s", out)]
+    assert len(held) == 2 and max(held) < 15, out
+    record(f"group {group}: its disks' I/O held for the set, s (most)", max(held))
 
 
 def plugin_logs(amanda):

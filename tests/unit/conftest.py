@@ -1,5 +1,7 @@
 import pytest
 
+from snaplayers import amanda, tools
+
 from snaplayers.device import parse
 from snaplayers.layers import Context, node_id
 from snaplayers.props import Settings
@@ -57,3 +59,28 @@ def world(tmp_path):
 @pytest.fixture
 def spec():
     return lambda layers: parse(f"{BASE}/{layers}", BASE)
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """Runs amanda.main() against a simulated host; returns its exit status. Groups are read
+    from call.groups (none there: no groups), never from this machine's /etc."""
+    system = SteeredSystem()
+    system.add_dir(BASE)
+    runner = system.runner()
+    real = amanda.environment
+
+    def environment(settings):      # the simulated host, with the runner real settings make
+        runner.debug = real(settings)[0].debug
+        return runner, system
+    monkeypatch.setattr(amanda, "environment", environment)
+    monkeypatch.setattr(tools, "check", lambda needed: None)
+    state, logs, groups = tmp_path / "state", tmp_path / "log", tmp_path / "groups"
+
+    def call(*argv, props=True):
+        extra = ["--mount-base", BASE, "--state-dir", str(state), "--log-dir", str(logs),
+                 "--groups", str(groups)] if props else []
+        rc = amanda.main(list(argv) + extra)
+        return rc
+    call.system, call.runner, call.state, call.logs, call.groups = system, runner, state, logs, groups
+    return call

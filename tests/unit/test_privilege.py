@@ -46,6 +46,9 @@ def test_every_planned_command_is_admitted(tmp_path):
                                [False, True], [True, False], [True, False])
     argvs = [bare(a) for i, c in enumerate(combos) for a in planned_argv(*c[:1], tmp_path / str(i), *c[1:])]
     assert len(argvs) > 1000
+    # a group's snapshot-set, of 2 to 8 LVs (test_group shows the plugin runs each of these)
+    argvs += [["snapshot-set", "--suffix", ".amsnap", "--size", "20%ORIGIN", *[f"d/v{i}" for i in range(n)]]
+              for n in range(2, 9)]
     assert [a for a in argvs if not privilege.admitted(a, POLICY)] == []
     # and every template is used by some plan: none admits what the plugin never runs
     used = {tuple(r) for r in POLICY["rules"]

@@ -18,29 +18,6 @@ BASE = "/v/amsnap"
 DEV = f"{BASE}/lvm=data0+vol00,raid1,part=1"
 
 
-@pytest.fixture
-def plugin(tmp_path, monkeypatch):
-    """Runs amanda.main() against a simulated host; returns (rc, stdout, stderr)."""
-    system = SteeredSystem()
-    system.add_dir(BASE)
-    runner = system.runner()
-    real = amanda.environment
-
-    def environment(settings):      # the simulated host, with the runner real settings make
-        runner.debug = real(settings)[0].debug
-        return runner, system
-    monkeypatch.setattr(amanda, "environment", environment)
-    monkeypatch.setattr(tools, "check", lambda needed: None)
-    state, logs = tmp_path / "state", tmp_path / "log"
-
-    def call(*argv, props=True):
-        extra = ["--mount-base", BASE, "--state-dir", str(state), "--log-dir", str(logs)] if props else []
-        rc = amanda.main(list(argv) + extra)
-        return rc
-    call.system, call.runner, call.state, call.logs = system, runner, state, logs
-    return call
-
-
 def dle(command, device=DEV, **extra):
     argv = [command, "--execute-where", "client", "--config", "TB", "--host", "storage0",
             "--disk", "vol00", "--device", device]
