@@ -280,6 +280,13 @@ def cmd_cleanup(args) -> int:
             failed += 1
             print(f"FAILED: {dle}: {' '.join(str(err).split())}")
             continue
+        if str(data.get("disk", "")).startswith("group ") and not args.force and \
+                time.time() - float(data.get("started") or 0) < stack.ctx.settings.stale_seconds:
+            busy += 1       # no Amanda process to ask: a run's DLEs may still come for it
+            print(f"in use: {data['disk']}: a group's set younger than stale-seconds; --force "
+                  "tears it down now")
+            stack.ctx.runner.close()
+            continue
         try:
             with stack.lock():
                 done = stack.teardown(force=args.force)

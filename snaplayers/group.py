@@ -141,10 +141,20 @@ class GroupSet:
         if why is None:
             log.info("%s: its set of %s is up", self.group, state.get("made_for"))
             return
-        if state is not None:
-            log.info("%s: a new set (%s)", self.group, why)
-            self.release()
+        if phase(command) == "AMCHECK" and state and self._held(state):
+            # an amcheck during a run reads that run's set, and never ends it for the run
+            log.info("%s: amcheck reads the set of %s", self.group, state.get("made_for"))
+            return
+        log.info("%s: a new set (%s)", self.group, why)
+        self.release()      # whatever is left of an older set (its state file or not)
         self._make(command, timestamp)
+
+    def _held(self, state) -> bool:
+        """Is every snapshot of the set there, younger than stale-seconds?"""
+        if time.time() - float(state.get("made", 0)) >= self.ctx.settings.stale_seconds:
+            return False
+        return all((Journal(self.ctx.settings.state_dir, self.member_ctx(o).dle_id).load() or {})
+                   .get("state") == "up" for o in self.group.origins)
 
     def _not_current(self, state, command, timestamp, device) -> str | None:
         if not state:
@@ -155,12 +165,8 @@ class GroupSet:
             return f"the set is of Amanda run {state['timestamp']}"
         if device in state.get("done", []):
             return f"{device} was torn down already in this set: another run"
-        if time.time() - float(state.get("made", 0)) >= self.ctx.settings.stale_seconds:
-            return "the set is older than stale-seconds"
-        for origin in self.group.origins:
-            data = Journal(self.ctx.settings.state_dir, self.member_ctx(origin).dle_id).load()
-            if data is None or data.get("state") != "up":
-                return f"{origin}'s snapshot is not held"
+        if not self._held(state):
+            return "a snapshot of the set is gone, or the set is older than stale-seconds"
         return None
 
     def _make(self, command: str, timestamp: str | None) -> None:
@@ -225,7 +231,7 @@ class GroupSet:
     def _done(self, command: str, device: str) -> None:
         state = self.load()
         if not state or state.get("phase") != phase(command):
-            return
+            return          # an amcheck that read another phase's set: that set goes on
         done = sorted(set(state.get("done", [])) | {device})
         if set(done) >= set(state.get("devices", [])):
             log.info("%s: every device of its set is torn down", self.group)

@@ -228,10 +228,15 @@ def _guard_mountpoint(policy, tool, args):
 # Commands the helper carries out itself: what must not be left half-done by a caller that dies
 SET = "snapshot-set"
 SET_TOOLS = ("lvs", "lvcreate", "lvremove", "dmsetup")
-# the longest a set's origins stay suspended: well inside an iSCSI initiator's 30 s SCSI
-# command timeout (measured under TCG: 2.1-2.7 s for two lvcreates)
+# the longest a set's origins stay suspended, from the first suspend to the last resume: well
+# inside an iSCSI initiator's 30 s SCSI command timeout (measured under TCG: 2.7-5.1 s for two)
 SET_HOLD = 15.0
 SET_TRIES = 4           # another LVM command holding the VG lock: the set is tried again
+# every signal sudo passes on from its caller (SIGALRM makes sudo SIGKILL its command): the
+# hold runs in a process of its own that ignores them, one sudo does not know
+_HELD_SIGNALS = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM",
+                 "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGPIPE", "SIGXCPU", "SIGXFSZ", "SIGVTALRM",
+                 "SIGPROF", "SIGWINCH")
 
 
 def _tool(tools, *argv, timeout=120):
@@ -246,27 +251,79 @@ def _dm(name):
 
 
 def _mapping_of(dev):
-    """The dm name of the device node at dev, as the kernel has it (None: no device there)."""
+    """(dm name, major:minor) of the device node at dev as the kernel has them; None: no
+    device there."""
     try:
         st = os.stat(dev)
     except OSError:
         return None
-    return _dm_name(f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}") if stat.S_ISBLK(st.st_mode) else ""
+    if not stat.S_ISBLK(st.st_mode):
+        return "", ""
+    majmin = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    return _dm_name(majmin), majmin
 
 
-def set_members(tools, args):
+def _host_uses(majmin):
+    """Why this host itself uses the device (mounted, swap, under another device), or None: its
+    I/O held, the host could wait on itself (lvcreate fsyncs LVM's backup into /etc)."""
+    with open("/proc/self/mountinfo") as f:
+        if any(line.split()[2] == majmin for line in f if line.strip()):
+            return "is mounted on this host"
+    try:
+        with open("/proc/swaps") as f:
+            swaps = [line.split()[0] for line in f.read().splitlines()[1:] if line.strip()]
+    except OSError:
+        swaps = []
+    for path in swaps:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISBLK(st.st_mode) and f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}" == majmin:
+            return "is a swap area of this host"
+    try:
+        if os.listdir(f"/sys/dev/block/{majmin}/holders"):
+            return "holds another device of this host"
+    except OSError:
+        pass
+    return None
+
+
+def group_origins(path, mount_base):
+    """The origin sets the root-owned groups file names ({vg/lv, ...} per line): the only sets
+    the helper makes. Each device field's first token is lvm=<vg>+<lv>."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return []
+    problem = unsafe_dir(os.path.dirname(path)) or (
+        "not root's" if st.st_uid != 0 else "writable by others" if st.st_mode & 0o022 else None)
+    if problem:
+        raise Refused(f"groups file {path}: {problem}")
+    token = re.compile(re.escape(mount_base) + r"/lvm=([^,/+]+)\+([^,/]+)")
+    sets = []
+    with open(path) as f:
+        for line in f:
+            words = line.split("#", 1)[0].split()
+            found = [token.match(w) for w in words[1:]]
+            sets.append(frozenset(f"{m.group(1)}/{m.group(2)}" for m in found if m))
+    return [s for s in sets if len(s) >= 2]
+
+
+def set_members(tools, args, groups=None):
     """What `snapshot-set --suffix SUFFIX --size SIZE VG/LV VG/LV ...` would hold, checked and
-    read only: two or more distinct origins (plain, origin or thin LVs, active, each its own
-    mapping), each snapshot named <lv><suffix>. [(origin, snapshot, device, size arguments)],
-    or Refused."""
+    read only: the origins of one group of `groups` (when given), each once; plain, origin or
+    thin LVs, active, each its own mapping, none used by this host itself; each snapshot named
+    <lv><suffix>. [(origin, snapshot, device, size arguments)], or Refused."""
     if len(args) < 6 or args[0] != "--suffix" or args[2] != "--size":
         raise Refused(f"{SET} takes --suffix, --size and two or more origins")
     suffix, size, origins = args[1], args[3], args[4:]
     if len(set(origins)) != len(origins):
         raise Refused(f"{SET} takes each origin once")
-    snaps = [origin.partition("/")[2] + suffix for origin in origins]
+    if groups is not None and frozenset(origins) not in groups:
+        raise Refused(f"{' '.join(origins)} are not the LVs of one group in the groups file")
     members = []
-    for origin, snap in zip(origins, snaps):
+    for origin in origins:
         vg, _, lv = origin.partition("/")
         proc = _tool(tools, "lvs", "--noheadings", "-o", "lv_attr,origin", origin)
         fields = proc.stdout.split()
@@ -275,95 +332,173 @@ def set_members(tools, args):
         if len(fields) > 1 or fields[0][:1] not in ("-", "o", "V"):     # plain, origin, thin
             raise Refused(f"{origin!r} is no origin volume (lv_attr {fields[0]})")
         dev = f"/dev/mapper/{_dm(vg)}-{_dm(lv)}"
-        mapping = _mapping_of(dev)
-        if mapping != dev[len("/dev/mapper/"):]:
+        name, majmin = _mapping_of(dev) or (None, None)
+        if name != dev[len("/dev/mapper/"):]:
             raise Refused(f"{dev!r} is not the active mapping of {origin!r}")
+        used = _host_uses(majmin)
+        if used:
+            raise Refused(f"{origin!r} {used}")
         # a thin origin too gets a copy-on-write snapshot: LVM's thin snapshot of an origin
         # suspended before it left the pool's transaction id behind LVM's (lvm2 2.03.16)
         size_args = ["--extents" if size.endswith("%ORIGIN") else "--size", size]
-        members.append((origin, snap, dev, size_args))
+        members.append((origin, lv + suffix, dev, size_args))
     return members
 
 
-def snapshot_set(tools, args):
-    """`snapshot-set --suffix SUFFIX --size SIZE VG/LV VG/LV ...`: snapshots of several origins that hold one
-    instant. Every origin is suspended (its I/O held, `--nolockfs`: nothing on this host has it
-    mounted) before the first lvcreate; each lvcreate resumes its own origin when its snapshot
-    exists, and every origin is resumed in `finally`, so the hold ends whatever happens and
-    never passes SET_HOLD. Signals wait until it has. Returns (exit status, stdout, stderr)."""
+def snapshot_set(tools, args, groups=None):
+    """`snapshot-set --suffix SUFFIX --size SIZE VG/LV VG/LV ...`: snapshots of several origins
+    that hold one instant. Every origin is suspended (its I/O held, `--nolockfs`: nothing on
+    this host has it mounted) before the first lvcreate; each lvcreate resumes its own origin
+    when its snapshot exists; every origin is resumed at the end, and by the deadline whatever
+    a command is doing. The hold runs in a process of its own (see _HELD_SIGNALS), so neither a
+    signal nor this process's death cuts it short. Returns (exit status, stdout, stderr)."""
+    import json
+    members = set_members(tools, args, groups)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                    # out of sudo's sight: setsid, fork again
+        code = 1
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() == 0:
+                import signal
+                null = os.open("/dev/null", os.O_RDWR)
+                for fd in (0, 1, 2):                # the caller's pipes are not held open by it
+                    os.dup2(null, fd)
+                for name in _HELD_SIGNALS:
+                    if hasattr(signal, name):
+                        signal.signal(getattr(signal, name), signal.SIG_IGN)
+                result = _attempts(tools, members)
+                try:
+                    os.write(w, json.dumps(result).encode())
+                except OSError:
+                    pass                            # nobody waits for the answer any more
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    os.waitpid(pid, 0)
+    chunks = []
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(r)
+    try:
+        code, out, err = json.loads(b"".join(chunks) or b"null")
+    except (TypeError, ValueError):
+        return 1, "", f"{SET}: the process holding the set gave no answer\n"
+    return code, out, err
+
+
+def _attempts(tools, members):
     import time
-    members = set_members(tools, args)
-    log = []
+    log, code, err = [], 1, ""
     for attempt in range(1, SET_TRIES + 1):
         code, err, busy = _take_set(tools, members, log)
         if code == 0 or not busy:
             break
         time.sleep(0.5 * attempt)       # the VG lock's holder is an LVM command of seconds
-    out = "".join(f"{line}\n" for line in log)
-    return code, out, err
+    return [code, "".join(f"{line}\n" for line in log), err]
+
+
+def _bounded(tools, argv, deadline):
+    """Runs argv until it ends or the deadline passes: (process, whether it ended). A process
+    past the deadline is left running: a command in the kernel (a fsync under a suspended
+    device) cannot be killed, and the hold must end first."""
+    import subprocess
+    import time
+    proc = subprocess.Popen([tools[argv[0]], *argv[1:]], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd="/",
+                            text=True, errors="replace")
+    while proc.poll() is None:
+        if time.monotonic() >= deadline:
+            return proc, False
+        time.sleep(0.01)
+    proc.stdout_text, proc.stderr_text = proc.communicate()
+    return proc, True
 
 
 def _take_set(tools, members, log):
     """One try: (exit status, stderr, whether LVM's lock was busy). What a failed try made is
     removed again."""
-    import signal
-    import subprocess
     import time
-    held = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     for origin, _, dev, _ in members:
         state = _tool(tools, "dmsetup", "info", "-c", "--noheadings", "-o", "suspended", dev)
         if state.returncode != 0 or state.stdout.strip() != "Active":
             return 5, f"{SET}: {origin} is {state.stdout.strip() or 'not active'}: another " \
                       "command is changing it\n", False
-    made, suspended, failure, busy = [], [], None, False
-    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    made, suspended, failure, busy, late = [], [], None, False, []
     start = time.monotonic()
+    deadline = start + SET_HOLD
     try:
         for origin, _, dev, _ in members:
             suspended.append(dev)       # resumed in any case: a suspend cut short may have held it
-            try:
-                proc = _tool(tools, "dmsetup", "suspend", "--nolockfs", dev, timeout=SET_HOLD)
-            except subprocess.TimeoutExpired:
-                failure = f"dmsetup suspend {dev} ran past the {SET_HOLD:.0f} s hold"
+            proc, ended = _bounded(tools, ["dmsetup", "suspend", "--nolockfs", dev], deadline)
+            if not ended:
+                late.append(proc)
+                failure = f"dmsetup suspend {dev} ran past the {SET_HOLD:g} s hold"
                 break
             if proc.returncode != 0:
-                failure = f"dmsetup suspend {dev}: {proc.stderr.strip()}"
+                failure = f"dmsetup suspend {dev}: {' '.join(proc.stderr_text.split())}"
                 break
         for origin, snap, dev, size_args in members if failure is None else ():
-            left = SET_HOLD - (time.monotonic() - start)
-            if left <= 0:
+            still = _tool(tools, "dmsetup", "info", "-c", "--noheadings", "-o", "suspended", dev,
+                          timeout=max(deadline - time.monotonic(), 0.1))
+            if still.stdout.strip() != "Suspended":     # another command resumed it: later I/O
+                failure = f"{origin} was resumed by another command during the set"
+                break
+            if time.monotonic() >= deadline:
                 failure = f"the origins were held {SET_HOLD:g} s before {origin}'s snapshot"
                 break
-            try:
-                proc = _tool(tools, "lvcreate", "--config", "global/wait_for_locks=0",
-                             "--snapshot", "--name", snap, *size_args, origin, timeout=left)
-            except subprocess.TimeoutExpired:
-                made.append(origin.split("/")[0] + "/" + snap)      # if it got that far
-                failure = f"lvcreate of {snap} ran past the {SET_HOLD:.0f} s hold"
+            proc, ended = _bounded(tools, ["lvcreate", "--config", "global/wait_for_locks=0",
+                                           "--snapshot", "--name", snap, *size_args, origin],
+                                   deadline)
+            made.append(f"{origin.split('/')[0]}/{snap}")       # if it got that far
+            if not ended:
+                late.append(proc)
+                failure = f"lvcreate of {snap} ran past the {SET_HOLD:g} s hold"
                 break
             if proc.returncode != 0:
-                busy = "lock" in proc.stderr.lower()
-                failure = f"lvcreate of {snap}: {' '.join(proc.stderr.split())}"
+                made.pop()
+                busy = "lock" in proc.stderr_text.lower()
+                failure = f"lvcreate of {snap}: {' '.join(proc.stderr_text.split())}"
                 break
-            made.append(origin.split("/")[0] + "/" + snap)
+    except BaseException as err:        # the fork failed, a tool vanished: resume all the same
+        failure = f"{type(err).__name__}: {err}"
     finally:
         for dev in suspended:           # each lvcreate resumed its own; the rest, whatever happened
-            _tool(tools, "dmsetup", "resume", dev, timeout=60)
+            try:
+                _tool(tools, "dmsetup", "resume", dev, timeout=10)
+            except Exception as err:    # the next one is resumed all the same
+                failure = failure or f"dmsetup resume {dev}: {err}"
         held_for = time.monotonic() - start
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
     log.append(f"origins held {held_for:.3f} s for {len(made)} of {len(members)} snapshot(s)")
+    for proc in late:                   # now that nothing is held, it can end
+        try:
+            proc.wait(timeout=60)
+        except Exception:
+            proc.kill()
     if failure is None:
         return 0, "", False
     for lv in made:                     # a set is whole or not at all
-        check = _tool(tools, "lvs", "--noheadings", "-o", "origin", lv)
-        if check.returncode == 0 and check.stdout.strip():
-            _tool(tools, "lvremove", "--yes", lv)
+        try:
+            check = _tool(tools, "lvs", "--noheadings", "-o", "origin", lv)
+            if check.returncode == 0 and check.stdout.strip():
+                _tool(tools, "lvremove", "--yes", lv)
+        except Exception:
+            pass
     return 5, f"{SET}: {failure}\n", busy
 
 
 def run_builtin(policy, argv):
-    """(exit status, stdout, stderr) of a command the helper carries out itself."""
-    return snapshot_set(policy["tools"], argv[1:])
+    """(exit status, stdout, stderr) of a command the helper carries out itself; only a set of
+    the groups file's, when the policy names one."""
+    groups = (group_origins(policy["groups"], policy["mount_base"])
+              if policy.get("groups") else None)
+    return snapshot_set(policy["tools"], argv[1:], groups)
 
 
 def admit(policy, argv, guard=True):
@@ -396,7 +531,8 @@ def admit(policy, argv, guard=True):
                 if tool == "lvremove":
                     _guard_lvremove(policy, args)
                 if tool == SET:
-                    set_members(policy["tools"], args)
+                    set_members(policy["tools"], args, group_origins(policy["groups"], policy["mount_base"])
+                                if policy.get("groups") else None)
             return tool if tool == SET else policy["tools"][tool]
     raise Refused(best[1])
 

@@ -21,7 +21,7 @@ from .run import HELPERS
 from .device import check_path
 from .errors import BadInput, SnaplayersError, show
 from .layers import registry
-from .props import DEFAULT_KEY_DIR, DEFAULT_SUFFIX, EXTENTS, SIZE, check_suffix
+from .props import DEFAULT_GROUPS, DEFAULT_KEY_DIR, DEFAULT_SUFFIX, EXTENTS, SIZE, check_suffix
 
 SUDOERS = "/etc/sudoers.d/snaplayers"
 
@@ -69,7 +69,8 @@ def compile_policy(mount_base: str, suffix: str = DEFAULT_SUFFIX,
     used = {m for rule in rules for part in rule[1:] for m in re.findall(r"\{([A-Z]+)\}", part)}
     # templates stay as written and each name once: the helper fills in only its tool's rules
     # (it starts for every command the plugin runs: a small policy is a fast start)
-    return {"mount_base": mount_base, "snap_suffix": suffix, "key_dir": key_dir,
+    # groups: the root-owned file whose lines are the only sets snapshot-set makes
+    return {"mount_base": mount_base, "snap_suffix": suffix, "key_dir": key_dir, "groups": DEFAULT_GROUPS,
             "devices": vals["DEV"], "names": {k: vals[k] for k in sorted(used)},
             "tools": {name: tools.path(name) for name in _tools(rules)}, "rules": rules}
 

@@ -20,6 +20,7 @@ _NOT_AN_ORIGIN = set("sStdepIilv")
 THIN_FAILED = set("FMXp")
 THIN_HEALTH = "F failed, M metadata read-only, X unknown, p a PV missing"
 MAX_SET = 8             # origins in one snapshot-set (a group: a VM's disks)
+SET_ORIGINS = ("-", "o", "V")   # lv_attr[0] the helper's snapshot-set takes: plain, origin, thin
 
 
 class LvSnapshot(Layer):
@@ -77,6 +78,9 @@ class LvSnapshot(Layer):
         if origin.get("origin") or attr[:1] in _NOT_AN_ORIGIN:
             raise self.fail(f"{where} is not an origin volume (lv_attr {attr}, "
                             f"origin {origin.get('origin') or '-'}); snapshots are not snapshotted")
+        if self.rec.get("in_set") and attr[:1] not in SET_ORIGINS:
+            raise self.fail(f"{where} (lv_attr {attr}) cannot be in a group: a group's LVs are "
+                            "plain, origin or thin LVs")
         # in a set, a thin origin's snapshot is copy-on-write too (helper.snapshot_set says why)
         self.rec["thin"] = origin.get("segtype") == "thin" and not self.rec.get("in_set")
         if not self.rec["thin"]:        # a thin snapshot takes its room from the pool, later

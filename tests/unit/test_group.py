@@ -94,6 +94,35 @@ def test_another_phase_or_run_gets_a_set_of_its_own(plugin, second):
     assert order == ["snapshot-set", "lvremove", "lvremove", "snapshot-set"]
 
 
+def test_an_amcheck_during_a_run_reads_its_set_and_never_ends_it(plugin):
+    write_groups(plugin, GROUP)
+    call(plugin, "PRE-DLE-BACKUP", A1, "a1", timestamp="20261202020000")
+    call(plugin, "POST-DLE-BACKUP", A1, "a1")
+    assert call(plugin, "PRE-DLE-AMCHECK", B, "b-check") == 0
+    assert call(plugin, "POST-DLE-AMCHECK", B, "b-check") == 0
+    assert snapshots(plugin) == ["data0/vmA.amsnap", "data0/vmB.amsnap"]
+    # the run's remaining dumps read the instant its first one did
+    for device, disk in ((B, "b"), (A2, "a2")):
+        assert call(plugin, "PRE-DLE-BACKUP", device, disk, timestamp="20261202020000") == 0
+        assert call(plugin, "POST-DLE-BACKUP", device, disk) == 0
+    assert len(ran(plugin, "snapshot-set")) == 1
+    assert snapshots(plugin) == [] and left(plugin) == []
+
+
+def test_a_set_whose_state_file_was_lost_is_removed_before_a_new_one(plugin):
+    """Killed between its journals and its state file: the next set-up takes the old
+    snapshots away first instead of failing on them for ever."""
+    write_groups(plugin, GROUP)
+    call(plugin, "PRE-DLE-BACKUP", A1, "a1")
+    for name in os.listdir(plugin.state):
+        if name.endswith(".set"):
+            os.unlink(plugin.state / name)
+    call(plugin, "POST-DLE-BACKUP", A1, "a1")
+    assert call(plugin, "PRE-DLE-BACKUP", B, "b") == 0
+    assert len(ran(plugin, "snapshot-set")) == 2 and len(ran(plugin, "lvremove")) == 2
+    assert snapshots(plugin) == ["data0/vmA.amsnap", "data0/vmB.amsnap"]
+
+
 def test_a_device_set_up_again_after_its_tear_down_is_another_run(plugin):
     write_groups(plugin, GROUP)
     call(plugin, "PRE-DLE-BACKUP", A1, "a1")
@@ -161,99 +190,116 @@ def test_every_template_of_the_set_is_what_a_group_runs(plugin):
 
 
 # -- snapshot-set, against stand-in tools ------------------------------------------------------
+# each stand-in logs its argv; dmsetup keeps each device's suspended state in a file, and an
+# lvcreate resumes its own origin as LVM's does; `cases` add shell case lines before those
 TOOL = """#!/bin/sh
-echo "$(basename "$0") $*" >> {log}
+echo "$(basename "$0") $*" >> {dir}/calls
 case "$(basename "$0") $*" in
 {cases}
+"dmsetup suspend "*) touch "{dir}/susp$(echo "$4" | tr / _)";;
+"dmsetup resume "*) rm -f "{dir}/susp$(echo "$3" | tr / _)";;
+"dmsetup info "*) [ -e "{dir}/susp$(echo "$7" | tr / _)" ] && echo Suspended || echo Active;;
+"lvcreate "*) o="$(echo "$9" | sed 's|^vg-x/|vg--x-|; s|^vg/|vg-|')"; rm -f "{dir}/susp_dev_mapper_$o";;
+"lvs --noheadings -o lv_attr,origin "*) echo "  -wi-ao----";;
 esac
 """
 
 
 @pytest.fixture
 def tools(tmp_path, monkeypatch):
-    """Stand-ins for lvs, lvcreate, lvremove and dmsetup; each `case` line is shell."""
-    log = tmp_path / "calls"
-    monkeypatch.setattr(helper, "_mapping_of", lambda dev: dev[len("/dev/mapper/"):])
+    """Stand-ins for lvs, lvcreate, lvremove and dmsetup (TOOL); each `case` line is shell."""
+    monkeypatch.setattr(helper, "_mapping_of", lambda dev: (dev[len("/dev/mapper/"):], "250:1"))
+    monkeypatch.setattr(helper, "_host_uses", lambda majmin: None)
 
     def make(**cases):
         paths = {}
         for name in helper.SET_TOOLS:
             path = tmp_path / name
-            path.write_text(TOOL.format(log=log, cases=cases.get(name, "")))
+            path.write_text(TOOL.format(dir=tmp_path, cases=cases.get(name, "")))
             path.chmod(0o755)
             paths[name] = str(path)
         return paths
-    make.calls = lambda: log.read_text().splitlines() if log.exists() else []
+    make.calls = lambda: ((tmp_path / "calls").read_text().splitlines()
+                          if (tmp_path / "calls").exists() else [])
+    make.acts = lambda: [c for c in make.calls() if not c.startswith(("lvs", "dmsetup info"))]
+    make.suspended = lambda: sorted(p.name for p in tmp_path.glob("susp*"))
     return make
 
 
-DEFAULT = {"lvs": '"lvs --noheadings -o lv_attr,origin "*) echo "  -wi-ao----";;',
-           "dmsetup": '"dmsetup info "*) echo Active;;'}
 ARGS = ["--suffix", ".amsnap", "--size", "20%ORIGIN", "vg/a", "vg-x/b"]
+SUSPEND = ["dmsetup suspend --nolockfs /dev/mapper/vg-a", "dmsetup suspend --nolockfs /dev/mapper/vg--x-b"]
+CREATE = ["lvcreate --config global/wait_for_locks=0 --snapshot --name a.amsnap --extents 20%ORIGIN vg/a",
+          "lvcreate --config global/wait_for_locks=0 --snapshot --name b.amsnap --extents 20%ORIGIN vg-x/b"]
+RESUME = ["dmsetup resume /dev/mapper/vg-a", "dmsetup resume /dev/mapper/vg--x-b"]
 
 
 def test_every_origin_is_held_before_the_first_snapshot_and_resumed_after_the_last(tools):
-    paths = tools(**DEFAULT)
-    code, out, err = helper.snapshot_set(paths, ARGS)
+    code, out, err = helper.snapshot_set(tools(), ARGS)
     assert (code, err) == (0, "") and out.startswith("origins held ")
-    acts = [c for c in tools.calls() if not c.startswith(("lvs", "dmsetup info"))]
-    assert acts == [
-        "dmsetup suspend --nolockfs /dev/mapper/vg-a",
-        "dmsetup suspend --nolockfs /dev/mapper/vg--x-b",
-        "lvcreate --config global/wait_for_locks=0 --snapshot --name a.amsnap --extents 20%ORIGIN vg/a",
-        "lvcreate --config global/wait_for_locks=0 --snapshot --name b.amsnap --extents 20%ORIGIN vg-x/b",
-        "dmsetup resume /dev/mapper/vg-a", "dmsetup resume /dev/mapper/vg--x-b"]
+    assert tools.acts() == SUSPEND + CREATE + RESUME
+    assert tools.suspended() == []
 
 
 def test_a_failed_snapshot_resumes_every_origin_and_removes_what_was_made(tools):
     paths = tools(lvcreate='*"--name b.amsnap"*) echo "  Insufficient free space" >&2; exit 5;;',
-                  **{**DEFAULT, "lvs": DEFAULT["lvs"] + '\n"lvs --noheadings -o origin vg/a.amsnap") echo a;;'})
+                  lvs='"lvs --noheadings -o origin vg/a.amsnap") echo a;;')
     code, _, err = helper.snapshot_set(paths, ARGS)
     assert code == 5 and "lvcreate of b.amsnap: Insufficient free space" in err
-    acts = [c for c in tools.calls() if not c.startswith(("lvs", "dmsetup info"))]
-    assert acts[-3:] == ["dmsetup resume /dev/mapper/vg-a", "dmsetup resume /dev/mapper/vg--x-b",
-                         "lvremove --yes vg/a.amsnap"]
-    assert sum(c.startswith("lvcreate") for c in acts) == 2, "not tried again: no lock was busy"
+    assert tools.acts() == SUSPEND + CREATE + RESUME + ["lvremove --yes vg/a.amsnap"], \
+        "not tried again: no lock was busy"
+    assert tools.suspended() == []
 
 
 def test_a_busy_vg_lock_resumes_all_and_tries_the_set_again(tools, tmp_path):
     once = tmp_path / "once"
     paths = tools(lvcreate=f'*"--name a.amsnap"*) [ -e {once} ] || {{ touch {once}; '
-                           'echo "  Can\'t get lock for vg." >&2; exit 5; };;', **DEFAULT)
+                           'echo "  Can\'t get lock for vg." >&2; exit 5; };;')
     code, out, _ = helper.snapshot_set(paths, ARGS)
-    assert code == 0
-    acts = [c for c in tools.calls() if not c.startswith(("lvs", "dmsetup info"))]
-    first = acts[:acts.index("dmsetup resume /dev/mapper/vg--x-b") + 1]
-    assert first == ["dmsetup suspend --nolockfs /dev/mapper/vg-a",
-                     "dmsetup suspend --nolockfs /dev/mapper/vg--x-b",
-                     "lvcreate --config global/wait_for_locks=0 --snapshot --name a.amsnap "
-                     "--extents 20%ORIGIN vg/a",
-                     "dmsetup resume /dev/mapper/vg-a", "dmsetup resume /dev/mapper/vg--x-b"]
-    assert out.count("origins held") == 2
+    assert code == 0 and out.count("origins held") == 2
+    assert tools.acts() == SUSPEND + CREATE[:1] + RESUME + SUSPEND + CREATE + RESUME
+    assert tools.suspended() == []
 
 
 def test_the_hold_never_passes_its_bound(tools, monkeypatch):
-    monkeypatch.setattr(helper, "SET_HOLD", 0.5)
-    paths = tools(**{**DEFAULT, "dmsetup": DEFAULT["dmsetup"] + '\n"dmsetup suspend "*) sleep 0.3;;'})
+    """A suspend (or lvcreate) that has not ended by the deadline is left running: every origin
+    is resumed first, at the deadline, and the set fails."""
+    monkeypatch.setattr(helper, "SET_HOLD", 1.0)
+    paths = tools(dmsetup='"dmsetup suspend --nolockfs /dev/mapper/vg--x-b") sleep 3;;')
+    code, out, err = helper.snapshot_set(paths, ARGS)
+    assert code == 5 and "ran past the 1 s hold" in err
+    held = float(out.split()[2])
+    assert 1.0 <= held < 2.0, out
+    assert not any(c.startswith("lvcreate") for c in tools.acts())
+    assert tools.acts()[-2:] == RESUME and tools.suspended() == []
+
+
+def test_an_origin_resumed_by_another_command_fails_the_set(tools):
+    """Its snapshot would hold later writes than the others': the set fails, whole."""
+    paths = tools(dmsetup='"dmsetup info -c --noheadings -o suspended /dev/mapper/vg--x-b") echo Active;;',
+                  lvs='"lvs --noheadings -o origin vg/a.amsnap") echo a;;')
     code, _, err = helper.snapshot_set(paths, ARGS)
-    assert code == 5 and "held 0.5 s before vg/a's snapshot" in err
-    acts = [c for c in tools.calls() if not c.startswith(("lvs", "dmsetup info"))]
-    assert not any(c.startswith("lvcreate") for c in acts)
-    assert acts[-2:] == ["dmsetup resume /dev/mapper/vg-a", "dmsetup resume /dev/mapper/vg--x-b"]
+    assert code == 5 and "vg-x/b was resumed by another command" in err
+    assert tools.acts() == SUSPEND + CREATE[:1] + RESUME + ["lvremove --yes vg/a.amsnap"]
 
 
-def test_a_signal_during_the_hold_waits_until_every_origin_is_resumed(tools, tmp_path):
-    """sudo passes the Amanda user's SIGTERM on to the helper: it must not leave a VM's disks
-    suspended. The stand-in lvcreate signals the helper (its parent) in the middle of the set."""
-    seen = []
-    old = signal.signal(signal.SIGTERM, lambda *a: seen.append(tools.calls()[-1]))
-    try:
-        paths = tools(lvcreate='*"--name a.amsnap"*) kill -TERM $PPID;;', **DEFAULT)
-        code, _, err = helper.snapshot_set(paths, ARGS)
-    finally:
-        signal.signal(signal.SIGTERM, old)
-    assert code == 0, err
-    assert seen == ["dmsetup resume /dev/mapper/vg--x-b"], "the signal came before the resume"
+def test_the_set_outlives_the_helper_killed_in_the_middle(tools, tmp_path):
+    """sudo passes the Amanda user's signals on, and SIGKILLs its command on SIGALRM: the
+    helper's death must not leave a VM's disks suspended. The stand-in lvcreate kills the
+    helper process (not the one holding the set) in the middle of the set."""
+    import subprocess
+    import sys
+    import time
+    paths = tools(lvcreate=f'*"--name a.amsnap"*) kill -KILL "$(cat {tmp_path}/helper.pid)";;')
+    script = (f"import os, sys; sys.path.insert(0, {os.getcwd()!r}); from snaplayers import helper; "
+              f"helper._mapping_of = lambda d: (d[12:], '250:1'); helper._host_uses = lambda m: None; "
+              f"open({str(tmp_path / 'helper.pid')!r}, 'w').write(str(os.getpid())); "
+              f"helper.snapshot_set({paths!r}, {ARGS!r})")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    deadline = time.monotonic() + 20
+    while tools.acts()[-2:] != RESUME and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert tools.acts() == SUSPEND + CREATE + RESUME and tools.suspended() == []
 
 
 @pytest.mark.parametrize("args, word", [
@@ -262,19 +308,38 @@ def test_a_signal_during_the_hold_waits_until_every_origin_is_resumed(tools, tmp
     (["--size", "20%ORIGIN", "--suffix", ".amsnap", "vg/a", "vg/b"], "takes --suffix, --size"),
 ])
 def test_a_set_that_is_not_one_is_refused_before_anything_runs(tools, args, word):
-    paths = tools(**DEFAULT)
+    paths = tools()
     with pytest.raises(helper.Refused, match=word):
         helper.snapshot_set(paths, args)
     assert tools.calls() == []
 
 
+def test_only_a_group_of_the_groups_file_is_held(tools, tmp_path):
+    """The Amanda user may ask for any set: the helper makes only those the root-owned groups
+    file names, so no LV outside a group (the host's own, another VM's) is ever suspended."""
+    groups = tmp_path / "groups"
+    groups.write_text(f"vm1 {BASE}/lvm=vg+a,part=1 {BASE}/lvm=vg-x+b\nvm2 {BASE}/lvm=vg+c {BASE}/lvm=vg+d\n")
+    os.chmod(groups, 0o644)
+    sets = helper.group_origins(str(groups), BASE)
+    assert sets == [frozenset({"vg/a", "vg-x/b"}), frozenset({"vg/c", "vg/d"})]
+    paths = tools()
+    for other in (["vg/a", "vg/c"], ["vg/a", "vg-x/b", "vg/c"], ["vg/c", "vg/x"]):
+        with pytest.raises(helper.Refused, match="not the LVs of one group"):
+            helper.snapshot_set(paths, ARGS[:4] + other, sets)
+    assert tools.calls() == []
+    assert helper.snapshot_set(paths, ARGS[:4] + ["vg-x/b", "vg/a"], sets)[0] == 0
+    os.chmod(groups, 0o666)
+    with pytest.raises(helper.Refused, match="writable by others"):
+        helper.group_origins(str(groups), BASE)
+
+
 @pytest.mark.parametrize("lvs, dmsetup, word", [
-    ('echo "  swi-a-s--- a"', DEFAULT["dmsetup"], "no origin volume"),
-    ('echo "  twi-aotz--"', DEFAULT["dmsetup"], "no origin volume"),
+    ('echo "  swi-a-s--- a"', "", "no origin volume"),
+    ('echo "  twi-aotz--"', "", "no origin volume"),
     (None, '"dmsetup info "*) echo Suspended;;', "is Suspended: another command is changing it"),
 ])
 def test_a_snapshot_pool_or_suspended_origin_is_never_held(tools, lvs, dmsetup, word):
-    cases = {"dmsetup": dmsetup, "lvs": DEFAULT["lvs"] if lvs is None else
+    cases = {"dmsetup": dmsetup, "lvs": "" if lvs is None else
              f'"lvs --noheadings -o lv_attr,origin "*) {lvs};;'}
     paths = tools(**cases)
     try:
@@ -285,12 +350,26 @@ def test_a_snapshot_pool_or_suspended_origin_is_never_held(tools, lvs, dmsetup, 
     assert not any(c.startswith(("dmsetup suspend", "lvcreate")) for c in tools.calls())
 
 
-def test_the_helper_serves_the_set_as_any_command(tools):
-    """Through `--serve`, as sudo runs it: a set is one request and one answer line."""
+def test_an_lv_this_host_uses_itself_is_never_held(monkeypatch):
+    """Its I/O held, the host would wait on itself: lvcreate fsyncs LVM's backup into /etc."""
+    st = os.stat("/")
+    root = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    assert helper._host_uses(root) == "is mounted on this host"
+    assert helper._host_uses("250:99999") is None
+
+
+def test_the_helper_serves_the_set_as_any_command(tools, tmp_path):
+    """Through `--serve`, as sudo runs it: a set of the groups file is one request and one
+    answer line; another set is refused there."""
     import io
-    policy = {**privilege.compile_policy(BASE), "tools": tools(**DEFAULT)}
+    groups = tmp_path / "groups"
+    groups.write_text(f"vm1 {BASE}/lvm=vg+a {BASE}/lvm=vg-x+b\n")
+    os.chmod(groups, 0o644)
+    policy = {**privilege.compile_policy(BASE), "tools": tools(), "groups": str(groups)}
     out = io.StringIO()
-    helper.serve(policy, iter([json.dumps(["snapshot-set", *ARGS]) + "\n"]), out)
-    code, stdout, stderr = json.loads(out.getvalue())
+    helper.serve(policy, iter([json.dumps(["snapshot-set", *ARGS]) + "\n",
+                               json.dumps(["snapshot-set", *ARGS[:4], "vg/a", "vg/c"]) + "\n"]), out)
+    (code, stdout, stderr), refused = [json.loads(line) for line in out.getvalue().splitlines()]
     assert code == 0 and stdout.startswith("origins held") and stderr == ""
-    assert sum(c.startswith("lvcreate") for c in tools.calls()) == 2
+    assert refused[0] == helper.REFUSED and "not the LVs of one group" in refused[2]
+    assert tools.acts() == SUSPEND + CREATE + RESUME
