@@ -128,7 +128,10 @@ class GroupSet:
             return None
         except (OSError, ValueError):
             return {}           # not ours to read: the set is made anew
-        return state if isinstance(state, dict) else {}
+        fields = {"phase": str, "made": (int, float), "done": list, "devices": list}
+        if not isinstance(state, dict) or any(not isinstance(state.get(k), t) for k, t in fields.items()):
+            return {}
+        return state
 
     def save(self, state: dict) -> None:
         replace_whole(self.path, json.dumps(state, indent=1, sort_keys=True).encode())

@@ -123,6 +123,24 @@ def test_a_set_whose_state_file_was_lost_is_removed_before_a_new_one(plugin):
     assert snapshots(plugin) == ["data0/vmA.amsnap", "data0/vmB.amsnap"]
 
 
+@pytest.mark.parametrize("forged", ['{"phase": "BACKUP", "made": "x", "done": [], "devices": []}',
+                                    '[1, 2]', 'not json', '{"made": 1e400}'])
+def test_a_state_file_that_is_not_the_sets_is_a_new_set(plugin, capsys, forged):
+    """The state dir is the Amanda user's: whatever is there, the set is judged gone, never a
+    crash; while a DLE still reads the old one, that is one line, and then a new set."""
+    write_groups(plugin, GROUP)
+    call(plugin, "PRE-DLE-BACKUP", A1, "a1")
+    [path] = [plugin.state / n for n in os.listdir(plugin.state) if n.endswith(".set")]
+    path.write_text(forged)
+    capsys.readouterr()
+    assert call(plugin, "PRE-DLE-BACKUP", B, "b") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "snapshot is held by DLE 'a1'" in err, err
+    assert call(plugin, "POST-DLE-BACKUP", A1, "a1") == 0
+    assert call(plugin, "PRE-DLE-BACKUP", B, "b") == 0
+    assert len(ran(plugin, "snapshot-set")) == 2
+
+
 def test_a_device_set_up_again_after_its_tear_down_is_another_run(plugin):
     write_groups(plugin, GROUP)
     call(plugin, "PRE-DLE-BACKUP", A1, "a1")
