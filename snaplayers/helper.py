@@ -231,7 +231,7 @@ SET_TOOLS = ("lvs", "lvcreate", "lvremove", "dmsetup")
 # the longest a set's origins stay suspended, from the first suspend to the last resume: well
 # inside an iSCSI initiator's 30 s SCSI command timeout (measured under TCG: 2.7-5.1 s for two)
 SET_HOLD = 15.0
-SET_TRIES = 4           # another LVM command holding the VG lock: the set is tried again
+SET_TRIES = 4           # a busy VG lock, or an lvcreate past the hold: the set is tried again
 # every signal sudo passes on from its caller (SIGALRM makes sudo SIGKILL its command): the
 # hold runs in a process of its own that ignores them, one sudo does not know
 _HELD_SIGNALS = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM",
@@ -400,7 +400,7 @@ def _attempts(tools, members):
         code, err, busy = _take_set(tools, members, log)
         if code == 0 or not busy:
             break
-        time.sleep(0.5 * attempt)       # the VG lock's holder is an LVM command of seconds
+        time.sleep(2.0 * attempt)       # what held the VG lock or the CPU is a command of seconds
     return [code, "".join(f"{line}\n" for line in log), err]
 
 
@@ -459,6 +459,7 @@ def _take_set(tools, members, log):
             made.append(f"{origin.split('/')[0]}/{snap}")       # if it got that far
             if not ended:
                 late.append(proc)
+                busy = True     # a host busy for a moment (11 set-ups at once under TCG): again
                 failure = f"lvcreate of {snap} ran past the {SET_HOLD:g} s hold"
                 break
             if proc.returncode != 0:

@@ -244,7 +244,7 @@ OWN = [
      f"snaplayers-{ID}-3c"],
     ["vgimportclone", "--config", lvmconf(MAP), "--basevgname", "snaplayers_" + ID, MAP],
     ["lvchange", "--config", lvmconf(MAP), "--activate", "y", "snaplayers_" + ID + "/root"],
-    ["snapshot-set", "--suffix", ".amsnap", "--size", "20%ORIGIN", "{vg}/vol00", "{vg}/vol01"],
+    ["snapshot-set", "--suffix", ".amsnap", "--size", "20%ORIGIN", "{vg}/vol07", "{vg}/vol08"],  # group tbvm
 ]
 
 

@@ -291,6 +291,22 @@ def test_the_hold_never_passes_its_bound(tools, monkeypatch):
     assert tools.acts()[-2:] == RESUME and tools.suspended() == []
 
 
+def test_an_lvcreate_past_the_hold_resumes_all_and_tries_the_set_again(tools, tmp_path, monkeypatch):
+    """The full suite's 11 set-ups at once under TCG took one lvcreate past 15 s: the set
+    failed whole, every origin resumed at the deadline; a later try finds the host calmer."""
+    monkeypatch.setattr(helper, "SET_HOLD", 1.0)
+    once = tmp_path / "once"
+    paths = tools(lvcreate=f'*"--name b.amsnap"*) [ -e {once} ] || {{ touch {once}; sleep 2; }};;',
+                  lvs='"lvs --noheadings -o origin vg/a.amsnap") echo a;;\n'
+                      '"lvs --noheadings -o origin vg-x/b.amsnap") echo b;;')
+    code, out, err = helper.snapshot_set(paths, ARGS)
+    assert (code, err) == (0, "") and out.count("origins held") == 2
+    first = tools.acts()[:len(SUSPEND + CREATE + RESUME)]
+    assert first == SUSPEND + CREATE + RESUME
+    assert tools.acts()[-len(SUSPEND + CREATE + RESUME):] == SUSPEND + CREATE + RESUME
+    assert tools.suspended() == []
+
+
 def test_an_origin_resumed_by_another_command_fails_the_set(tools):
     """Its snapshot would hold later writes than the others': the set fails, whole."""
     paths = tools(dmsetup='"dmsetup info -c --noheadings -o suspended /dev/mapper/vg--x-b") echo Active;;',
