@@ -244,6 +244,7 @@ def tools(tmp_path, monkeypatch):
     return make
 
 
+A_MADE = '"lvs --noheadings -o origin vg/a.amsnap") echo a;;'    # LVM: a.amsnap is a snapshot
 ARGS = ["--suffix", ".amsnap", "--size", "20%ORIGIN", "vg/a", "vg-x/b"]
 SUSPEND = ["dmsetup suspend --nolockfs /dev/mapper/vg-a", "dmsetup suspend --nolockfs /dev/mapper/vg--x-b"]
 CREATE = ["lvcreate --config global/wait_for_locks=0 --snapshot --name a.amsnap --extents 20%ORIGIN vg/a",
@@ -260,7 +261,7 @@ def test_every_origin_is_held_before_the_first_snapshot_and_resumed_after_the_la
 
 def test_a_failed_snapshot_resumes_every_origin_and_removes_what_was_made(tools):
     paths = tools(lvcreate='*"--name b.amsnap"*) echo "  Insufficient free space" >&2; exit 5;;',
-                  lvs='"lvs --noheadings -o origin vg/a.amsnap") echo a;;')
+                  lvs=A_MADE)
     code, _, err = helper.snapshot_set(paths, ARGS)
     assert code == 5 and "lvcreate of b.amsnap: Insufficient free space" in err
     assert tools.acts() == SUSPEND + CREATE + RESUME + ["lvremove --yes vg/a.amsnap"], \
@@ -310,7 +311,7 @@ def test_an_lvcreate_past_the_hold_resumes_all_and_tries_the_set_again(tools, tm
 def test_an_origin_resumed_by_another_command_fails_the_set(tools):
     """Its snapshot would hold later writes than the others': the set fails, whole."""
     paths = tools(dmsetup='"dmsetup info -c --noheadings -o suspended /dev/mapper/vg--x-b") echo Active;;',
-                  lvs='"lvs --noheadings -o origin vg/a.amsnap") echo a;;')
+                  lvs=A_MADE)
     code, _, err = helper.snapshot_set(paths, ARGS)
     assert code == 5 and "vg-x/b was resumed by another command" in err
     assert tools.acts() == SUSPEND + CREATE[:1] + RESUME + ["lvremove --yes vg/a.amsnap"]
