@@ -72,7 +72,10 @@ def test_sigkill_in_the_set_up_is_recovered_by_the_next_call(testbed):
                   f"for i in $(seq 400); do n=$(cat /tmp/killlog/*.debug 2>/dev/null | grep -c ' + '); "
                   f"[ \"$n\" -ge {k} ] && break; sleep 0.02; done; kill -9 $pid; wait $pid; "
                   # the command it was running finishes on its own, as it would under Amanda
-                  f"for i in $(seq 200); do pgrep -f 'sudo -n /usr' >/dev/null || break; sleep 0.05; done")
+                  # (anchored: unanchored, the pattern matched this script's own shell, and the
+                  # wait ran its full 200 rounds, 50 s a kill under TCG)
+                  f"for i in $(seq 200); do pgrep -f '^/usr/bin/sudo -n ' >/dev/null || break; sleep 0.05; done; "
+                  f"[ $i -lt 200 ] || {{ echo 'the killed call left its command running' >&2; exit 1; }}")
         testbed.exec("storage0", ["su", "backup", "-s", "/bin/sh", "-c", script])
         code, out, err = as_backup(testbed, "PRE-DLE-BACKUP", variant)
         assert code == 0, f"after a kill at step {k}: {err}"

@@ -3,8 +3,13 @@ command ran, the command, its exit status and the tail of its stderr."""
 
 import ast
 import os
+import pwd
+import socket as sock
+import struct
 import subprocess
 import sys
+import threading
+import time
 
 import docker.errors
 import pytest
@@ -55,23 +60,82 @@ def test_a_vm_command_is_named_without_the_ssh_around_it():
 
 
 class Container:
-    def __init__(self, code, out, err):
-        self.answer = (code, (out, err))
-        self.calls = []
+    """A container as the docker SDK hands it over, whose one exec is a local process: the agent
+    runs on this host, its stdout reaches the socket in docker's multiplexed frames."""
 
-    def exec_run(self, argv, **kw):
-        self.calls.append((argv, kw))
-        return self.answer
+    def __init__(self):
+        self.id = f"c{id(self)}"                # the agents are kept by container id
+        self.client = self.api = self
+        self.procs = []
+
+    def exec_create(self, cid, argv, **kw):
+        assert (cid, argv[:2], kw["user"], kw["stdin"]) == (self.id, ["python3", "-c"], "root", True)
+        self.procs.append(subprocess.Popen([sys.executable, *argv[1:]], stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        return {"Id": len(self.procs) - 1}
+
+    def exec_start(self, eid, socket):
+        proc, (ours, theirs) = self.procs[eid], sock.socketpair()
+
+        def inward():
+            while data := theirs.recv(65536):
+                proc.stdin.write(data)
+                proc.stdin.flush()
+            proc.stdin.close()
+
+        def outward(stream, kind):
+            while data := stream.read1(65536):
+                theirs.sendall(struct.pack(">BxxxL", kind, len(data)) + data)
+            if kind == 1:
+                proc.wait()
+                theirs.shutdown(sock.SHUT_WR)
+        for target, args in ((inward, ()), (outward, (proc.stdout, 1)), (outward, (proc.stderr, 2))):
+            threading.Thread(target=target, args=args, daemon=True).start()
+        return ours
 
 
-def test_a_nodes_command_is_a_result_and_its_failure_names_the_node():
-    ok = Container(0, b"fine\n", None)
-    assert exec_in(ok, ["true"], where="guest0", user="backup") == Result(0, "fine\n", "")
-    assert ok.calls == [(["true"], {"user": "backup", "environment": None, "demux": True})]
-    code, out, err = exec_in(Container(4, None, b"no\n"), ["x"], where="guest0", check=False)
+def test_a_nodes_command_runs_in_its_agent_as_docker_exec_would_and_fails_naming_the_node(tmp_path):
+    c = Container()
+    assert exec_in(c, ["sh", "-c", "echo fine; echo said >&2"], where="guest0") == Result(0, "fine\n", "said\n")
+    assert exec_in(c, ["sh", "-c", "echo $X; read a || echo no stdin"], where="guest0",
+                   environment={"X": "set"}).stdout == "set\nno stdin\n"
+    code, out, err = exec_in(c, ["sh", "-c", "echo no >&2; exit 4"], where="guest0", check=False)
     assert (code, out, err) == (4, "", "no\n")
-    with pytest.raises(CommandFailed, match="^storage0: `lvs -o name` exited 5:\n  no such VG$"):
-        exec_in(Container(5, b"", b"no such VG\n"), ["lvs", "-o", "name"], where="storage0")
+    with pytest.raises(CommandFailed, match="^storage0: `sh -c echo no such VG >&2; exit 5` exited 5:\n  no such VG$"):
+        exec_in(c, ["sh", "-c", "echo no such VG >&2; exit 5"], where="storage0")
+    assert exec_in(c, ["no-such-tool-here"], where="guest0", check=False)[0] == 127
+    assert exec_in(c, ["sh", "-c", "kill -9 $$"], where="guest0", check=False)[0] == 137
+    # a background child that keeps the output open does not hold the answer back
+    t = time.monotonic()
+    assert exec_in(c, ["sh", "-c", "sleep 5 & echo now"], where="guest0").stdout == "now\n"
+    assert time.monotonic() - t < 4
+    assert len(c.procs) == 1                    # one agent served every call
+    if os.getuid() == 0:                        # the user's uid, groups and HOME, as exec --user
+        out = exec_in(c, ["sh", "-c", "id -u; id -G; echo $HOME"], where="guest0", user="nobody").stdout
+        pw = pwd.getpwnam("nobody")
+        uid, groups, home = out.split("\n")[:3]
+        assert (uid, set(groups.split()), home) == (
+            str(pw.pw_uid), set(map(str, os.getgrouplist("nobody", pw.pw_gid))), pw.pw_dir)
+
+
+def test_callers_at_once_get_agents_of_their_own_and_a_dead_one_is_replaced_or_named():
+    c = Container()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(exec_in(c, ["sh", "-c", "sleep 1; echo x"], where="g")))
+               for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert [r.stdout for r in results] == ["x\n", "x\n"] and len(c.procs) == 2
+    for proc in c.procs:                        # the container restarted: its agents are gone
+        proc.kill()
+        proc.wait()
+    time.sleep(0.3)
+    assert exec_in(c, ["echo", "again"], where="g").stdout == "again\n" and len(c.procs) == 3
+    threading.Timer(0.3, c.procs[-1].kill).start()  # gone in the middle of a command: said, not hung
+    with pytest.raises(TestbedError, match="^g: `sleep 1`: the testbed's agent in the node ended"):
+        exec_in(c, ["sleep", "1"], where="g")
 
 
 def test_a_throw_away_containers_failure_is_a_command_failure():
