@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from . import __version__, run
-from .errors import BadInput, SnaplayersError
+from .errors import BadInput, SnaplayersError, SnapshotInvalid
 
 APPLICATION_DIRS = ("/usr/lib/amanda/application",        # Debian, Ubuntu
                     "/usr/libexec/amanda/application")    # Zmanda RPMs, Fedora, RHEL
@@ -302,6 +302,10 @@ def cmd_cleanup(args) -> int:
                 owner = data.get("owner") or {}
                 print(f"in use: {data['disk']}: its Amanda process {owner.get('pid', '?')} still "
                       "runs and will tear it down; --force tears it down now")
+        except SnapshotInvalid as err:         # torn down all the same: no dump reads it now
+            cleaned += 1
+            print(f"torn down: {data['disk']} ({data['device']}); it was not whole: "
+                  f"{' '.join(str(err).split())}")
         except SnaplayersError as err:
             failed += 1
             print(f"FAILED: {data['disk']}: {' '.join(str(err).split())}")

@@ -14,7 +14,7 @@ import os
 import struct
 import subprocess
 import threading
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, NamedTuple, Optional, Sequence
 
 log = logging.getLogger("testbed")
 
@@ -120,17 +120,24 @@ class Agent:
         raw = api.exec_start(started["Id"], socket=True)
         self._keep = raw                            # the hijacked response: closing it ends the agent
         self.sock: socket.socket = getattr(raw, "_sock", raw)
-        self.sock.settimeout(None)                  # a command takes as long as it takes
         self.said = b""                             # the agent's own stderr, for a failure's message
-        self._out = b""
-        source = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent.py"), "rb").read()
-        self.sock.sendall(b"%d\n" % len(source) + source)
+        self._out = bytearray()
+        try:
+            self.sock.settimeout(None)              # a command takes as long as it takes
+            with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "agent.py"), "rb") as f:
+                source = f.read()
+            self.sock.sendall(b"%d\n" % len(source) + source)
+        except BaseException:
+            self.close()
+            raise
 
     def alive(self) -> bool:
         """False once the exec ended (its container restarted): the engine closed the stream."""
         import select
         import socket
-        if not select.select([self.sock], [], [], 0)[0]:
+        poll = select.poll()
+        poll.register(self.sock, select.POLLIN)
+        if not poll.poll(0):
             return True
         try:
             return self.sock.recv(1, socket.MSG_PEEK) != b""
@@ -147,13 +154,13 @@ class Agent:
             self._out += payload
 
     def _read(self, n: int) -> bytes:
-        data = b""
+        data = bytearray()
         while len(data) < n:
-            got = self.sock.recv(n - len(data))
+            got = self.sock.recv(min(n - len(data), 1 << 20))
             if not got:
                 raise EOFError
             data += got
-        return data
+        return bytes(data)
 
     def call(self, argv: Sequence[str], user: str, environment: Optional[dict]) -> Result:
         request = json.dumps({"argv": list(argv), "user": user, "env": environment}).encode()
@@ -161,56 +168,60 @@ class Agent:
         while len(self._out) < 4 or len(self._out) < 4 + struct.unpack(">I", self._out[:4])[0]:
             self._frame()
         n = 4 + struct.unpack(">I", self._out[:4])[0]
-        answer, self._out = json.loads(self._out[4:n]), self._out[n:]
+        answer = json.loads(bytes(self._out[4:n]))
+        del self._out[:n]
         return Result(answer["status"], _text(base64.b64decode(answer["stdout"])),
                       _text(base64.b64decode(answer["stderr"])))
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-            self._keep.close()
-        except OSError:
-            pass
+        for thing in (self.sock, self._keep):
+            try:
+                thing.close()
+            except OSError:
+                pass
 
 
 class Agents:
-    """Each container's idle agents; a caller takes one, or starts one when none is idle (the
-    tests run commands from several threads at once, an amdump beside its fault)."""
+    """An agent for each container and calling thread: the plugin takes the process that runs
+    it (now an agent) for its Amanda process, so a test's PRE- and POST-DLE calls, made from one
+    thread, must have one parent, as a dump's calls have one sendbackup."""
 
     def __init__(self):
-        self._idle: Dict[str, List[Agent]] = {}
+        self._agents: Dict[tuple, Agent] = {}
         self._lock = threading.Lock()
 
     def run(self, container, argv: Sequence[str], user: str, environment: Optional[dict],
             where: str) -> Result:
-        agent = self._take(container)
+        key = (container.id, threading.get_ident())
+        with self._lock:
+            agent = self._agents.pop(key, None)
+        if agent is not None and not agent.alive():
+            agent.close()
+            agent = None
         try:
+            agent = agent or Agent(container)
             result = agent.call(argv, user, environment)
         except (EOFError, OSError, ValueError) as err:
-            agent.close()
-            said = _text(agent.said).strip()
+            said = _text(agent.said).strip() if agent else ""
+            if agent:
+                agent.close()
             raise TestbedError(f"{where}: `{shown(argv)}`: the testbed's agent in the node ended "
                                f"({type(err).__name__}{': ' + said if said else ''})") from None
+        except BaseException:           # interrupted mid-answer: never read by the next call
+            if agent:
+                agent.close()
+            raise
         with self._lock:
-            self._idle.setdefault(container.id, []).append(agent)
+            self._agents[key] = agent
         return result
 
-    def _take(self, container) -> Agent:
-        while True:
-            with self._lock:
-                idle = self._idle.get(container.id)
-                agent = idle.pop() if idle else None
-            if agent is None:
-                return Agent(container)
-            if agent.alive():
-                return agent
-            agent.close()
-
     def forget(self, container) -> None:
-        """A restarted container's agents died with it."""
+        """A restarted or removed container's agents died with it."""
         with self._lock:
-            for agent in self._idle.pop(container.id, []):
-                agent.close()
+            gone = [k for k in self._agents if k[0] == container.id]
+            agents = [self._agents.pop(k) for k in gone]
+        for agent in agents:
+            agent.close()
 
 
 AGENTS = Agents()

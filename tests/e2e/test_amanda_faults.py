@@ -97,14 +97,6 @@ def test_amdump_killed_after_pre_dle_backup_is_cleaned_up_by_the_next_run(amanda
     date = full_dump(amanda, FAULT)
     assert restored_exact(amanda, FAULT, date, tb.manifest(disk))
     nothing_left(tb, CLIENT, status_user=amanda.layout.user)
-    # killed again: this time the admin's own command removes it
-    held = HeldDump(amanda, FAULT)
-    kill_amanda(amanda, FAULT)
-    held.join()
-    assert "is gone: a leftover" in status(amanda)
-    out = tb.exec(CLIENT, ["snaplayers", "cleanup"], user=amanda.layout.user)
-    assert "cleanup: 1 torn down, 0 failed" in out, out
-    nothing_left(tb, CLIENT, status_user=amanda.layout.user)
     record("scenarios survived")
 
 
@@ -180,6 +172,11 @@ def test_the_storage_host_restarted_in_the_middle_of_a_dump(amanda):
     held.join()
     shown = status(amanda)
     assert "is gone: a leftover" in shown and "present" in shown, shown
+    # the admin's own command removes it, its mount gone with the restart (the next run's
+    # recovery of a leftover is the killed amdump's test: one held amdump less under TCG)
+    out = tb.exec(CLIENT, ["snaplayers", "cleanup"], user=amanda.layout.user)
+    assert "cleanup: 1 torn down, 0 failed" in out, out
+    nothing_left(tb, CLIENT, status_user=amanda.layout.user)
     date = full_dump(amanda, FAULT)
     assert restored_exact(amanda, FAULT, date, tb.manifest(disk))
     nothing_left(tb, CLIENT, status_user=amanda.layout.user)

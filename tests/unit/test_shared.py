@@ -294,6 +294,23 @@ def test_cleanup_says_a_leftover_reaped_with_another_was_torn_down(world, spec, 
     assert "in use" not in out and out.splitlines()[-1] == "cleanup: 2 torn down, 0 failed", out
 
 
+@pytest.mark.parametrize("fault,why", [(unmount, "no longer mounted"), (overflow, "overflowed")])
+def test_cleanup_tears_down_a_leftover_gone_bad_and_says_so_without_failing(world, spec, capsys,
+                                                                             monkeypatch, fault, why):
+    """A storage host's restart takes a leftover's mount with it (measured on the testbed):
+    the admin's cleanup removes all the rest, names what was wrong, and has not failed."""
+    monkeypatch.setattr(layers, "Host", lambda: world.system)
+    monkeypatch.setattr(run, "Runner", lambda *a, **k: world.runner)
+    up(world, "a", PART1, spec, 101)
+    world.system.processes.pop(101)
+    fault(world)
+    assert cli.main(["cleanup", "--state-dir", world.state_dir]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert world.kernel_objects() == EMPTY
+    assert out[0].startswith("torn down: a (") and "it was not whole" in out[0] and why in out[0], out
+    assert out[-1] == "cleanup: 1 torn down, 0 failed", out
+
+
 def test_a_guest_vg_set_up_again_while_its_snapshot_is_shared_is_refused_in_one_line(world, spec):
     """vgimportclone renamed the guest VG inside the snapshot, which another DLE still holds:
     that name proves nothing of who wrote it, so it is refused, not trusted."""

@@ -2,6 +2,7 @@
 command ran, the command, its exit status and the tail of its stderr."""
 
 import ast
+import itertools
 import os
 import pwd
 import socket as sock
@@ -15,7 +16,7 @@ import docker.errors
 import pytest
 
 from testbed.fixture import SCRIPTS, script
-from testbed.run import CommandFailed, Result, TestbedError, exec_in, run, run_container, ssh
+from testbed.run import AGENTS, CommandFailed, Result, TestbedError, exec_in, run, run_container, ssh
 
 
 def test_a_failing_host_command_names_itself_its_status_and_where():
@@ -60,22 +61,26 @@ def test_a_vm_command_is_named_without_the_ssh_around_it():
 
 
 class Container:
-    """A container as the docker SDK hands it over, whose one exec is a local process: the agent
-    runs on this host, its stdout reaches the socket in docker's multiplexed frames."""
+    """A container as the docker SDK hands it over, whose execs are local processes: the agent
+    runs on this host, its stdout reaches the socket in docker's multiplexed frames. It is
+    started with the bare environment docker gives an exec."""
+
+    ids = itertools.count()
 
     def __init__(self):
-        self.id = f"c{id(self)}"                # the agents are kept by container id
+        self.id = f"c{next(self.ids)}"
         self.client = self.api = self
         self.procs = []
 
     def exec_create(self, cid, argv, **kw):
         assert (cid, argv[:2], kw["user"], kw["stdin"]) == (self.id, ["python3", "-c"], "root", True)
-        self.procs.append(subprocess.Popen([sys.executable, *argv[1:]], stdin=subprocess.PIPE,
-                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-        return {"Id": len(self.procs) - 1}
+        proc = subprocess.Popen([sys.executable, *argv[1:]], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env={"PATH": os.environ["PATH"], "GIVEN": "1"})
+        self.procs.append(proc)
+        return {"Id": proc}
 
-    def exec_start(self, eid, socket):
-        proc, (ours, theirs) = self.procs[eid], sock.socketpair()
+    def exec_start(self, proc, socket):
+        ours, theirs = sock.socketpair()
 
         def inward():
             while data := theirs.recv(65536):
@@ -94,48 +99,72 @@ class Container:
         return ours
 
 
-def test_a_nodes_command_runs_in_its_agent_as_docker_exec_would_and_fails_naming_the_node(tmp_path):
+@pytest.fixture
+def container():
     c = Container()
+    yield c
+    AGENTS.forget(c)
+
+
+def test_a_nodes_command_runs_in_its_agent_as_docker_exec_would_and_fails_naming_the_node(container):
+    c = container
     assert exec_in(c, ["sh", "-c", "echo fine; echo said >&2"], where="guest0") == Result(0, "fine\n", "said\n")
-    assert exec_in(c, ["sh", "-c", "echo $X; read a || echo no stdin"], where="guest0",
-                   environment={"X": "set"}).stdout == "set\nno stdin\n"
+    # the environment docker gave (not Python's LC_CTYPE), the caller's own, no stdin
+    assert exec_in(c, ["sh", "-c", "env | grep -v -e ^PWD= -e ^SHLVL= -e ^_= | sort; read a || echo no stdin"],
+                   where="guest0", environment={"X": "set"}).stdout == f"GIVEN=1\nPATH={os.environ['PATH']}\nX=set\nno stdin\n"
     code, out, err = exec_in(c, ["sh", "-c", "echo no >&2; exit 4"], where="guest0", check=False)
     assert (code, out, err) == (4, "", "no\n")
     with pytest.raises(CommandFailed, match="^storage0: `sh -c echo no such VG >&2; exit 5` exited 5:\n  no such VG$"):
         exec_in(c, ["sh", "-c", "echo no such VG >&2; exit 5"], where="storage0")
     assert exec_in(c, ["no-such-tool-here"], where="guest0", check=False)[0] == 127
     assert exec_in(c, ["sh", "-c", "kill -9 $$"], where="guest0", check=False)[0] == 137
+    assert exec_in(c, ["true"], where="g", user="no-such-user-here", check=False)[0] == 126
+    # a session of its own, as runc gives every exec; its output pipes, as /dev/stdout too
+    assert exec_in(c, [sys.executable, "-c", "import os; print(os.getsid(0) == os.getpid())"],
+                   where="g").stdout == "True\n"
+    assert exec_in(c, ["sh", "-c", "echo a; echo b > /dev/stdout"], where="g").stdout == "a\nb\n"
     # a background child that keeps the output open does not hold the answer back
     t = time.monotonic()
     assert exec_in(c, ["sh", "-c", "sleep 5 & echo now"], where="guest0").stdout == "now\n"
     assert time.monotonic() - t < 4
-    assert len(c.procs) == 1                    # one agent served every call
-    if os.getuid() == 0:                        # the user's uid, groups and HOME, as exec --user
-        out = exec_in(c, ["sh", "-c", "id -u; id -G; echo $HOME"], where="guest0", user="nobody").stdout
+    big = exec_in(c, [sys.executable, "-c", "import sys; sys.stdout.buffer.write(bytes(range(256)) * 4096)"], where="g")
+    assert big.stdout == (bytes(range(256)) * 4096).decode(errors="replace")
+    assert len(c.procs) == 1                    # one agent served every call of this thread
+    if os.getuid() == 0:                        # the user's uid, groups, HOME and outputs, as exec --user
+        out = exec_in(c, ["sh", "-c", "id -u; id -G; echo $HOME; echo mine > /dev/stdout"], where="g",
+                      user="nobody").stdout
         pw = pwd.getpwnam("nobody")
-        uid, groups, home = out.split("\n")[:3]
-        assert (uid, set(groups.split()), home) == (
-            str(pw.pw_uid), set(map(str, os.getgrouplist("nobody", pw.pw_gid))), pw.pw_dir)
+        uid, groups, home, mine = out.split("\n")[:4]
+        assert (uid, set(groups.split()), home, mine) == (
+            str(pw.pw_uid), set(map(str, os.getgrouplist("nobody", pw.pw_gid))), pw.pw_dir, "mine")
 
 
-def test_callers_at_once_get_agents_of_their_own_and_a_dead_one_is_replaced_or_named():
-    c = Container()
-    results = []
-    threads = [threading.Thread(target=lambda: results.append(exec_in(c, ["sh", "-c", "sleep 1; echo x"], where="g")))
+def test_each_thread_has_its_agent_so_a_pre_and_its_post_have_one_parent(container):
+    c = container
+    parent = [exec_in(c, ["sh", "-c", "echo $PPID"], where="g").stdout for _ in range(2)]
+    assert parent[0] == parent[1]               # the plugin takes its parent for its Amanda process
+    other = []
+    threads = [threading.Thread(target=lambda: other.append(exec_in(c, ["sh", "-c", "sleep 1; echo $PPID"], where="g")))
                for _ in range(2)]
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    assert [r.stdout for r in results] == ["x\n", "x\n"] and len(c.procs) == 2
-    for proc in c.procs:                        # the container restarted: its agents are gone
-        proc.kill()
-        proc.wait()
-    time.sleep(0.3)
-    assert exec_in(c, ["echo", "again"], where="g").stdout == "again\n" and len(c.procs) == 3
-    threading.Timer(0.3, c.procs[-1].kill).start()  # gone in the middle of a command: said, not hung
-    with pytest.raises(TestbedError, match="^g: `sleep 1`: the testbed's agent in the node ended"):
-        exec_in(c, ["sleep", "1"], where="g")
+    assert len({r.stdout for r in other} | {parent[0]}) == 3 and len(c.procs) == 3
+
+
+def test_a_dead_agent_is_replaced_and_one_gone_mid_command_is_named(container):
+    c = container
+    assert exec_in(c, ["echo", "one"], where="g").stdout == "one\n"
+    c.procs[-1].kill()                          # its container restarted
+    c.procs[-1].wait()
+    deadline = time.monotonic() + 10
+    while AGENTS._agents[(c.id, threading.get_ident())].alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert exec_in(c, ["echo", "again"], where="g").stdout == "again\n" and len(c.procs) == 2
+    threading.Timer(0.5, c.procs[-1].kill).start()
+    with pytest.raises(TestbedError, match="^g: `sleep 3`: the testbed's agent in the node ended"):
+        exec_in(c, ["sleep", "3"], where="g")
 
 
 def test_a_throw_away_containers_failure_is_a_command_failure():
