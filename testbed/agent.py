@@ -17,6 +17,7 @@ import selectors
 import struct
 import subprocess
 import sys
+import time
 
 
 def environment():
@@ -70,14 +71,16 @@ def outputs(proc):
     with selectors.DefaultSelector() as sel:
         for fd in (*got, exit_fd):
             sel.register(fd, selectors.EVENT_READ)
-        exited = False
+        exited = None
         while sel.get_map():
             events = sel.select(0 if exited else None)
-            if not events:
+            # after its exit, what the pipes hold; a background child that goes on writing
+            # is cut off after a second
+            if not events or (exited and time.monotonic() - exited > 1):
                 break
             for key, _ in events:
                 if key.fd == exit_fd:
-                    exited = True
+                    exited = time.monotonic()
                     sel.unregister(exit_fd)
                     continue
                 data = os.read(key.fd, 65536)

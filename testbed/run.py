@@ -201,7 +201,7 @@ class Agents:
         try:
             agent = agent or Agent(container)
             result = agent.call(argv, user, environment)
-        except (EOFError, OSError, ValueError) as err:
+        except (EOFError, OSError, ValueError, struct.error) as err:
             said = _text(agent.said).strip() if agent else ""
             if agent:
                 agent.close()

@@ -117,6 +117,37 @@ def test_a_mount_gone_before_the_post_call_fails_the_dump(testbed):
     record("scenarios survived")
 
 
+def test_a_leftover_goes_with_the_admins_cleanup_or_the_next_set_up_whatever_its_mount(testbed):
+    """A PRE-DLE-BACKUP whose Amanda process is gone leaves its stack up. The Amanda user's
+    `snaplayers cleanup` unmounts and removes all of it; one whose mount went as well (a storage
+    host's restart takes it: the e2e restart test) is recovered by that DLE's next set-up."""
+    variant = "lv-ext4"
+    mp = testbed.device(variant)
+    pre = " ".join(shlex.quote(a) for a in [
+        PLUGIN, "PRE-DLE-BACKUP", "--execute-where", "client", "--config", "TB", "--host", "storage0",
+        "--disk", variant, "--device", mp, "--mount-base", MOUNT_BASE])
+
+    def leftover():     # the shell that ran it ends: its stack's Amanda process is gone
+        testbed.exec("storage0", ["su", "backup", "-s", "/bin/sh", "-c", pre + " >/dev/null"])
+        assert testbed.exec("storage0", ["findmnt", "-n", "-o", "TARGET", mp]).strip() == mp
+    leftover()
+    out = testbed.exec("storage0", ["snaplayers", "cleanup"], user="backup")
+    assert out.splitlines() == [f"torn down: {variant} ({mp})", "cleanup: 1 torn down, 0 failed"], out
+    nothing_left(testbed)
+    record("scenarios survived")
+    leftover()
+    testbed.exec("storage0", ["umount", mp])
+    code, out, err = as_backup(testbed, "PRE-DLE-BACKUP", variant)
+    assert (code, err) == (0, ""), err
+    stacks = plugin_status(testbed)["stacks"]
+    assert [(s["disk"], s["state"]) for s in stacks] == [(variant, "up")], stacks
+    assert testbed.exec("storage0", ["findmnt", "-n", "-o", "TARGET", mp]).strip() == mp
+    code, out, err = as_backup(testbed, "POST-DLE-BACKUP", variant)
+    assert (code, err) == (0, ""), err
+    nothing_left(testbed)
+    record("scenarios survived")
+
+
 def test_a_mount_point_already_mounted_is_refused_and_nothing_is_created(testbed):
     variant = "lv-ext4"
     mp = testbed.device(variant)

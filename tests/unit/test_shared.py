@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from snaplayers import cli, layers, run
+from snaplayers import cli, discover, layers, run  # noqa: F401  discover: defined before a test patches run.Runner
 from snaplayers.errors import Busy, CommandFailed, SnapshotInvalid
 from snaplayers.journal import dle_lock
 from snaplayers.stack import dle_id, instant

@@ -127,6 +127,9 @@ def test_a_nodes_command_runs_in_its_agent_as_docker_exec_would_and_fails_naming
     t = time.monotonic()
     assert exec_in(c, ["sh", "-c", "sleep 5 & echo now"], where="guest0").stdout == "now\n"
     assert time.monotonic() - t < 4
+    t = time.monotonic()                        # and one that goes on writing is cut off
+    assert exec_in(c, ["sh", "-c", "echo now; yes &"], where="g").stdout.startswith("now\n")
+    assert time.monotonic() - t < 5
     big = exec_in(c, [sys.executable, "-c", "import sys; sys.stdout.buffer.write(bytes(range(256)) * 4096)"], where="g")
     assert big.stdout == (bytes(range(256)) * 4096).decode(errors="replace")
     assert len(c.procs) == 1                    # one agent served every call of this thread
