@@ -173,7 +173,8 @@ def test_the_storage_host_restarted_in_the_middle_of_a_dump(amanda):
     shown = status(amanda)
     assert "is gone: a leftover" in shown and "present" in shown, shown
     # the admin's own command removes it, its mount gone with the restart (the next run's
-    # recovery of a leftover is the killed amdump's test: one held amdump less under TCG)
+    # recovery of a leftover is the killed amdump's test, and of one whose mount went the
+    # integration tier's: one held amdump less under TCG)
     out = tb.exec(CLIENT, ["snaplayers", "cleanup"], user=amanda.layout.user)
     assert "it was not whole" in out and "no longer mounted" in out, out
     assert out.splitlines()[-1] == "cleanup: 1 torn down, 0 failed", out
