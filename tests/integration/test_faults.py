@@ -17,11 +17,15 @@ from leftovers import nothing_left, plugin_status
 PLUGIN = "/usr/lib/amanda/application/script-snaplayers"
 
 
+def call(testbed, command, variant, *extra, device=None):
+    """The plugin's argv as Amanda calls it for one of the fixture's DLEs."""
+    return [PLUGIN, command, "--execute-where", "client", "--config", "TB", "--host", "storage0",
+            "--disk", variant, "--device", device or testbed.device(variant), "--mount-base", MOUNT_BASE,
+            *extra]
+
+
 def as_backup(testbed, command, variant, *extra, device=None):
-    return testbed.run("storage0", [PLUGIN, command, "--execute-where", "client", "--config", "TB",
-                                    "--host", "storage0", "--disk", variant,
-                                    "--device", device or testbed.device(variant),
-                                    "--mount-base", MOUNT_BASE, *extra], user="backup")
+    return testbed.run("storage0", call(testbed, command, variant, *extra, device=device), user="backup")
 
 
 def compare(testbed, *variants):
@@ -50,10 +54,7 @@ def test_sigkill_in_the_set_up_is_recovered_by_the_next_call(testbed):
     half-built stack at once and the backup view is complete. (A kill after each of the other
     commands that make something is the unit tier's: test_stack.py.)"""
     variant = "md-part-ext4"
-    argv = " ".join(shlex.quote(a) for a in [
-        PLUGIN, "PRE-DLE-BACKUP", "--execute-where", "client", "--config", "TB", "--host", "storage0",
-        "--disk", variant, "--device", testbed.device(variant), "--mount-base", MOUNT_BASE,
-        "--log-dir", "/tmp/killlog"])
+    argv = shlex.join(call(testbed, "PRE-DLE-BACKUP", variant, "--log-dir", "/tmp/killlog"))
     # the set-up's commands as the plugin plans them: killed right after the first, the middle
     # and the last that make something (what recovery must undo); each kill costs minutes
     # under TCG, and six of them took 541 s on a quiet host
@@ -123,9 +124,7 @@ def test_a_leftover_goes_with_the_admins_cleanup_or_the_next_set_up_whatever_its
     host's restart takes it: the e2e restart test) is recovered by that DLE's next set-up."""
     variant = "lv-ext4"
     mp = testbed.device(variant)
-    pre = " ".join(shlex.quote(a) for a in [
-        PLUGIN, "PRE-DLE-BACKUP", "--execute-where", "client", "--config", "TB", "--host", "storage0",
-        "--disk", variant, "--device", mp, "--mount-base", MOUNT_BASE])
+    pre = shlex.join(call(testbed, "PRE-DLE-BACKUP", variant))
 
     def leftover():     # the shell that ran it ends: its stack's Amanda process is gone
         testbed.exec("storage0", ["su", "backup", "-s", "/bin/sh", "-c", pre + " >/dev/null"])
@@ -173,9 +172,7 @@ class Dumps:
         self.testbed, self.variants, self.where = testbed, list(variants), where
 
     def call(self, command, v, phase):
-        argv = " ".join(shlex.quote(a) for a in [
-            PLUGIN, command, "--execute-where", "client", "--config", "TB", "--host", "storage0",
-            "--disk", v, "--device", self.testbed.device(v), "--mount-base", MOUNT_BASE, "--level", "0"])
+        argv = shlex.join(call(self.testbed, command, v, "--level", "0"))
         d = f"{self.where}/{phase}"
         return f"{argv} > {d}/{v}.out 2> {d}/{v}.err; echo $? > {d}/{v}.rc"
 
